@@ -1,0 +1,117 @@
+// Package xfs is the engine over one XFS image: it reads (and later writes)
+// inodes, extent maps, directories, attributes and file data through an
+// image.Device, using the ondisk package for every structure.
+package xfs
+
+import (
+	"errors"
+	"fmt"
+
+	"xfskit/internal/image"
+	"xfskit/ondisk"
+)
+
+// FS is an opened XFS filesystem image.
+type FS struct {
+	Dev  image.Device
+	SB   *ondisk.Superblock
+	name string
+}
+
+// Open opens the image or device at path read-only.
+func Open(path string) (*FS, error) {
+	dev, err := image.Open(path, false)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := OpenDevice(dev)
+	if err != nil {
+		dev.Close()
+		return nil, err
+	}
+	return fs, nil
+}
+
+// OpenDevice reads and verifies the primary superblock of dev.
+func OpenDevice(dev image.Device) (*FS, error) {
+	hdr := make([]byte, ondisk.BBSize)
+	if _, err := dev.ReadAt(hdr, 0); err != nil {
+		return nil, err
+	}
+	sb, err := ondisk.DecodeSuperblock(hdr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dev.Name(), err)
+	}
+	if sb.MagicNum != ondisk.SBMagic {
+		return nil, fmt.Errorf("%s: not an XFS filesystem (superblock magic 0x%08x at offset 0)", dev.Name(), sb.MagicNum)
+	}
+	sectSize := int(sb.SectSize)
+	if sectSize < ondisk.BBSize || sectSize > 32768 {
+		return nil, fmt.Errorf("%s: superblock: invalid sector size %d", dev.Name(), sectSize)
+	}
+	sect := make([]byte, sectSize)
+	if _, err := dev.ReadAt(sect, 0); err != nil {
+		return nil, err
+	}
+	if err := sb.Verify(sect, "AG 0"); err != nil {
+		return nil, fmt.Errorf("%s: %w", dev.Name(), err)
+	}
+	if !sb.IsV5() {
+		return nil, fmt.Errorf("%s: XFS version %d filesystem; xfskit handles v5 (CRC-enabled) filesystems only", dev.Name(), sb.Version())
+	}
+	need := int64(sb.DBlocks) * int64(sb.BlockSize)
+	if dev.Size() < need {
+		return nil, fmt.Errorf("%s: image holds %d bytes but the superblock describes %d (%d blocks of %d): truncated image?", dev.Name(), dev.Size(), need, sb.DBlocks, sb.BlockSize)
+	}
+	return &FS{Dev: dev, SB: sb, name: dev.Name()}, nil
+}
+
+// Close closes the underlying device.
+func (f *FS) Close() error { return f.Dev.Close() }
+
+// Name is the image path, for messages.
+func (f *FS) Name() string { return f.name }
+
+// ErrOutOfRange is returned (wrapped) for reads outside the data device.
+var ErrOutOfRange = errors.New("outside the filesystem")
+
+// ReadDaddr reads n bytes at 512-byte disk address daddr.
+func (f *FS) ReadDaddr(daddr uint64, n int) ([]byte, error) {
+	buf := make([]byte, n)
+	return buf, f.ReadDaddrInto(daddr, buf)
+}
+
+// ReadDaddrInto fills buf from disk address daddr.
+func (f *FS) ReadDaddrInto(daddr uint64, buf []byte) error {
+	end := daddr<<ondisk.BBShift + uint64(len(buf))
+	if daddr > f.SB.DBlocks<<(f.SB.BlockLog-ondisk.BBShift) || end > f.SB.DBlocks<<f.SB.BlockLog {
+		return fmt.Errorf("%s: read of %d bytes at daddr %d: %w", f.name, len(buf), daddr, ErrOutOfRange)
+	}
+	_, err := f.Dev.ReadAt(buf, int64(daddr)<<ondisk.BBShift)
+	return err
+}
+
+// ReadAGB reads count blocks starting at (agno, agbno).
+func (f *FS) ReadAGB(agno, agbno, count uint32) ([]byte, error) {
+	if agno >= f.SB.AGCount || uint64(agbno)+uint64(count) > uint64(f.SB.AGLength(agno)) {
+		return nil, fmt.Errorf("%s: read of %d blocks at AG %d block %d: %w", f.name, count, agno, agbno, ErrOutOfRange)
+	}
+	return f.ReadDaddr(f.SB.AGBToDaddr(agno, agbno), int(count)<<f.SB.BlockLog)
+}
+
+// ReadFSB reads count blocks starting at filesystem block fsb.
+func (f *FS) ReadFSB(fsb uint64, count uint32) ([]byte, error) {
+	agno, agbno := f.SB.FSBToAG(fsb)
+	return f.ReadAGB(agno, agbno, count)
+}
+
+// AGHeaderDaddr returns the disk address of AG header sector n (0 = sb,
+// 1 = AGF, 2 = AGI, 3 = AGFL) of AG agno.
+func (f *FS) AGHeaderDaddr(agno uint32, n int) uint64 {
+	return f.SB.AGBToDaddr(agno, 0) + uint64(n)*uint64(f.SB.SectSize)/ondisk.BBSize
+}
+
+// ReadAGHeader reads AG header sector n of AG agno.
+func (f *FS) ReadAGHeader(agno uint32, n int) ([]byte, error) {
+	return f.ReadDaddr(f.AGHeaderDaddr(agno, n), int(f.SB.SectSize))
+}
