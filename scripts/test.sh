@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, kernel/xfsprogs oracle tests, and a short
+# run of every fuzz target. Set XFSKIT_REQUIRE_ORACLE=1 (CI does) to turn a
+# skipped oracle test into a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+go vet ./...
+go build -o bin/ ./cmd/...
+go test -timeout 25m -count=1 ./...
+# Each fuzz target briefly (longer locally: FUZZTIME=2m scripts/test.sh).
+fuzztime=${FUZZTIME:-4s}
+for pkg in $(go list ./...); do
+  dir=$(go list -f '{{.Dir}}' "$pkg")
+  for fz in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+    echo "fuzz $pkg $fz ($fuzztime)"
+    go test -run '^$' -fuzz "^${fz}\$" -fuzztime "$fuzztime" "$pkg" >/tmp/xfskit-fuzz.log 2>&1 || { cat /tmp/xfskit-fuzz.log; exit 1; }
+  done
+done
+echo "fuzz: all targets ran without failures"
