@@ -66,9 +66,9 @@ func agReadAt(t *testing.T, img string, off int64, n int) []byte {
 	return b
 }
 
-// dbSections splits xfs_db print output into one section per structure,
+// agDBSections splits xfs_db print output into one section per structure,
 // each starting at its "magicnum" line.
-func dbSections(out string) []string {
+func agDBSections(out string) []string {
 	var secs []string
 	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(line, "magicnum = ") {
@@ -81,8 +81,8 @@ func dbSections(out string) []string {
 	return secs
 }
 
-// dbNum parses an xfs_db numeric field; "null" is all ones, empty is 0.
-func dbNum(t *testing.T, sec, name string) uint64 {
+// agDBNum parses an xfs_db numeric field; "null" is all ones, empty is 0.
+func agDBNum(t *testing.T, sec, name string) uint64 {
 	t.Helper()
 	v, err := oracle.Field(sec, name)
 	if err != nil {
@@ -108,8 +108,8 @@ func dbNum(t *testing.T, sec, name string) uint64 {
 	return n
 }
 
-// dbArray parses "name[a-b] = i:v i:v ..." into a map (null = all ones).
-func dbArray(t *testing.T, sec, prefix string) map[int]uint64 {
+// agDBArray parses "name[a-b] = i:v i:v ..." into a map (null = all ones).
+func agDBArray(t *testing.T, sec, prefix string) map[int]uint64 {
 	t.Helper()
 	m := map[int]uint64{}
 	for _, line := range strings.Split(sec, "\n") {
@@ -156,7 +156,7 @@ func TestAGHeadersAgainstXfsDB(t *testing.T) {
 			for ag := uint32(0); ag < sb.AGCount; ag++ {
 				cmds = append(cmds, fmt.Sprintf("agf %d", ag), "p", fmt.Sprintf("agi %d", ag), "p", fmt.Sprintf("agfl %d", ag), "p")
 			}
-			secs := dbSections(oracle.DB(t, img, []string{"-r"}, cmds...))
+			secs := agDBSections(oracle.DB(t, img, []string{"-r"}, cmds...))
 			if len(secs) != 3*int(sb.AGCount) {
 				t.Fatalf("xfs_db printed %d structures, want %d", len(secs), 3*sb.AGCount)
 			}
@@ -219,9 +219,9 @@ func TestAGHeadersAgainstXfsDB(t *testing.T) {
 	}
 }
 
-// dbCRC is how xfs_db prints a CRC: it reads the little-endian field as a
+// agDBCRC is how xfs_db prints a CRC: it reads the little-endian field as a
 // big-endian number.
-func dbCRC(c uint32) uint64 { return uint64(bits.ReverseBytes32(c)) }
+func agDBCRC(c uint32) uint64 { return uint64(bits.ReverseBytes32(c)) }
 
 func compareAGF(t *testing.T, ag uint32, a *ondisk.AGF, sec string) {
 	t.Helper()
@@ -232,10 +232,10 @@ func compareAGF(t *testing.T, ag uint32, a *ondisk.AGF, sec string) {
 		"cntlevel": uint64(a.CntLevel), "rmaplevel": uint64(a.RmapLevel), "refcntlevel": uint64(a.RefcountLevel),
 		"rmapblocks": uint64(a.RmapBlocks), "refcntblocks": uint64(a.RefcountBlocks), "flfirst": uint64(a.FLFirst),
 		"fllast": uint64(a.FLLast), "flcount": uint64(a.FLCount), "freeblks": uint64(a.FreeBlks),
-		"longest": uint64(a.Longest), "btreeblks": uint64(a.BtreeBlks), "lsn": a.LSN, "crc": dbCRC(a.CRC),
+		"longest": uint64(a.Longest), "btreeblks": uint64(a.BtreeBlks), "lsn": a.LSN, "crc": agDBCRC(a.CRC),
 	}
 	for name, got := range want {
-		if db := dbNum(t, sec, name); db != got {
+		if db := agDBNum(t, sec, name); db != got {
 			t.Errorf("AG %d AGF %s: decoded %d, xfs_db %d", ag, name, got, db)
 		}
 	}
@@ -253,11 +253,11 @@ func compareAGI(t *testing.T, ag uint32, a *ondisk.AGI, sec string) {
 		"magicnum": uint64(a.Magic), "versionnum": uint64(a.Version), "seqno": uint64(a.SeqNo),
 		"length": uint64(a.Length), "count": uint64(a.Count), "root": uint64(a.Root), "level": uint64(a.Level),
 		"freecount": uint64(a.FreeCount), "newino": uint64(a.NewIno), "dirino": uint64(a.DirIno),
-		"crc": dbCRC(a.CRC), "lsn": a.LSN, "free_root": uint64(a.FreeRoot), "free_level": uint64(a.FreeLevel),
+		"crc": agDBCRC(a.CRC), "lsn": a.LSN, "free_root": uint64(a.FreeRoot), "free_level": uint64(a.FreeLevel),
 		"ino_blocks": uint64(a.IBlocks), "fino_blocks": uint64(a.FBlocks),
 	}
 	for name, got := range want {
-		if db := dbNum(t, sec, name); db != got {
+		if db := agDBNum(t, sec, name); db != got {
 			t.Errorf("AG %d AGI %s: decoded %d, xfs_db %d", ag, name, got, db)
 		}
 	}
@@ -265,7 +265,7 @@ func compareAGI(t *testing.T, ag uint32, a *ondisk.AGI, sec string) {
 		t.Errorf("AG %d AGI uuid %s, xfs_db %s", ag, a.UUID, u)
 	}
 	// xfs_db lists only the non-null buckets.
-	ul := dbArray(t, sec, "unlinked")
+	ul := agDBArray(t, sec, "unlinked")
 	for i, v := range a.Unlinked {
 		dbv, ok := ul[i]
 		if !ok {
@@ -279,16 +279,16 @@ func compareAGI(t *testing.T, ag uint32, a *ondisk.AGI, sec string) {
 
 func compareAGFL(t *testing.T, ag uint32, a *ondisk.AGFL, sec string) {
 	t.Helper()
-	want := map[string]uint64{"magicnum": uint64(a.Magic), "seqno": uint64(a.SeqNo), "lsn": a.LSN, "crc": dbCRC(a.CRC)}
+	want := map[string]uint64{"magicnum": uint64(a.Magic), "seqno": uint64(a.SeqNo), "lsn": a.LSN, "crc": agDBCRC(a.CRC)}
 	for name, got := range want {
-		if db := dbNum(t, sec, name); db != got {
+		if db := agDBNum(t, sec, name); db != got {
 			t.Errorf("AG %d AGFL %s: decoded %d, xfs_db %d", ag, name, got, db)
 		}
 	}
 	if u, _ := oracle.Field(sec, "uuid"); u != a.UUID.String() {
 		t.Errorf("AG %d AGFL uuid %s, xfs_db %s", ag, a.UUID, u)
 	}
-	bno := dbArray(t, sec, "bno")
+	bno := agDBArray(t, sec, "bno")
 	if len(bno) != len(a.Bno) {
 		t.Fatalf("AG %d AGFL: %d slots decoded, xfs_db shows %d", ag, len(a.Bno), len(bno))
 	}
@@ -389,14 +389,14 @@ func TestAGHeaderCorruption(t *testing.T) {
 				return
 			}
 			var ce *ondisk.CorruptError
-			if !asCorrupt(err, &ce) || ce.Field != tc.field || ce.Where != "AG 1" {
+			if !agAsCorrupt(err, &ce) || ce.Field != tc.field || ce.Where != "AG 1" {
 				t.Errorf("%s: got %v, want corruption of field %s in AG 1", tc.write, err, tc.field)
 			}
 		})
 	}
 }
 
-func asCorrupt(err error, ce **ondisk.CorruptError) bool {
+func agAsCorrupt(err error, ce **ondisk.CorruptError) bool {
 	c, ok := err.(*ondisk.CorruptError)
 	if ok {
 		*ce = c
