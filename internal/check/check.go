@@ -1,0 +1,94 @@
+package check
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"xfskit/internal/xfs"
+	"xfskit/ondisk"
+)
+
+// Options control a check run.
+type Options struct {
+	// Progress receives a progress display (nil: none).
+	Progress io.Writer
+	// Workers bounds parallel per-AG work (0: number of CPUs, at most 4).
+	Workers int
+}
+
+// ErrNotXFS is returned when the primary superblock is unusable: nothing
+// else can be checked, but it is corruption (exit 1), not an I/O error.
+var ErrNotXFS = errors.New("primary superblock unusable")
+
+// Run checks the image at path. The error is non-nil only when the check
+// could not run (I/O error, unreadable primary superblock); corruption is
+// reported in the Report.
+func Run(path string, opts Options) (*Report, error) {
+	fs, err := xfs.Open(path)
+	if err != nil {
+		var ce *ondisk.CorruptError
+		if errors.As(err, &ce) {
+			r := newReport()
+			r.fromErr(0, 0, 0, err)
+			return r, fmt.Errorf("%w: %v", ErrNotXFS, err)
+		}
+		return nil, err
+	}
+	defer fs.Close()
+	return CheckFS(fs, opts)
+}
+
+// CheckFS checks an opened filesystem.
+func CheckFS(fs *xfs.FS, opts Options) (*Report, error) {
+	c := &checker{fs: fs, sb: fs.SB, r: newReport(), opts: opts}
+	c.r.Stats.AGs = int(fs.SB.AGCount)
+	if err := c.run(); err != nil {
+		return c.r, err
+	}
+	return c.r, nil
+}
+
+// checker holds the state of one run.
+type checker struct {
+	fs   *xfs.FS
+	sb   *ondisk.Superblock
+	r    *Report
+	opts Options
+	// space[agno] collects claims on the blocks of each AG.
+	space []agSpace
+	prog  *progress
+}
+
+// isIOError tells an I/O failure (abort the run) from corruption.
+func isIOError(err error) bool {
+	var ce *ondisk.CorruptError
+	if errors.As(err, &ce) || errors.Is(err, xfs.ErrOutOfRange) {
+		return false
+	}
+	var pe *os.PathError
+	return errors.As(err, &pe)
+}
+
+func (c *checker) run() error {
+	c.space = make([]agSpace, c.sb.AGCount)
+	c.prog = newProgress(c.opts.Progress)
+	defer c.prog.done()
+	phases := []struct {
+		name string
+		fn   func() error
+	}{
+		{"superblocks", c.checkSuperblocks},
+	}
+	for _, p := range c.extraPhases() {
+		phases = append(phases, p)
+	}
+	for _, p := range phases {
+		c.prog.phase(p.name)
+		if err := p.fn(); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	return nil
+}

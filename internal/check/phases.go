@@ -1,0 +1,8 @@
+package check
+
+func (c *checker) extraPhases() []struct {
+	name string
+	fn   func() error
+} {
+	return nil
+}
