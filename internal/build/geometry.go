@@ -23,15 +23,15 @@ type TargetInfo struct {
 // Geometry is the resolved layout of the filesystem to write.
 type Geometry struct {
 	BlockSize, SectorSize, LogSectorSize int
-	DirBlockSize, InodeSize               int
-	DBlocks                               uint64
-	AGBlocks, AGCount                     uint32
-	LogBlocks                             uint32
-	LogStart                              uint64 // filesystem block of the internal log
-	LogAGNo                               uint32
-	DSunit, DSwidth, LSunit               uint32 // filesystem blocks
-	IMaxPct                               int
-	RTExtBlocks                           uint32
+	DirBlockSize, InodeSize              int
+	DBlocks                              uint64
+	AGBlocks, AGCount                    uint32
+	LogBlocks                            uint32
+	LogStart                             uint64 // filesystem block of the internal log
+	LogAGNo                              uint32
+	DSunit, DSwidth, LSunit              uint32 // filesystem blocks
+	IMaxPct                              int
+	RTExtBlocks                          uint32
 
 	Finobt, Sparse, Rmapbt, Reflink bool
 	InobtCount, Bigtime, Nrext64    bool

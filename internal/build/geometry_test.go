@@ -82,7 +82,6 @@ func firstLine(s string) string {
 	return l
 }
 
-
 // randomCases draws option combinations, including invalid ones, so that
 // refusals are compared too.
 func randomCases(n int, seed int64) []geometryCase {

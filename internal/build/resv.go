@@ -412,9 +412,9 @@ func (m *mountGeom) transResv() []transRes {
 		{icreate + bufRes(1, symlinkMaxLen), 3}, // tr_symlink
 		{icreate, 2},                            // tr_create
 		{dquotLogRes + m.icreateAllocRes() + m.iunlinkAddRes(), 2}, // tr_create_tmpfile
-		{icreate, 3},                                      // tr_mkdir
-		{ifree, 2},                                        // tr_ifree
-		{dquotLogRes + m.inodeRes(1) + bufRes(1, ss), 0},  // tr_ichange
+		{icreate, 3}, // tr_mkdir
+		{ifree, 2},   // tr_ifree
+		{dquotLogRes + m.inodeRes(1) + bufRes(1, ss), 0},          // tr_ichange
 		{bufRes(3, ss) + bufRes(m.allocfreeBlockCount(1), bs), 2}, // tr_growdata
 		{dquotLogRes + m.inodeRes(1) + bufRes(2, ss) + bufRes(1, bs*m.dirFsbCount) +
 			bufRes(m.daenterBmap1B(true)+1, bs) + bufRes(m.allocfreeBlockCount(1), bs), 2}, // tr_addafork
