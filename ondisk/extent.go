@@ -124,12 +124,15 @@ func (sb *Superblock) ExtentProblem(e Extent) string {
 	if e.Offset+e.Length > MaxFileOff {
 		return fmt.Sprintf("file range ends at block %d past the maximum %d", e.Offset+e.Length, uint64(MaxFileOff))
 	}
-	agno, agbno := sb.FSBToAG(e.StartBlock)
-	if agno >= sb.AGCount || uint64(agbno)+e.Length > uint64(sb.AGLength(agno)) {
-		return fmt.Sprintf("blocks %d..%d lie outside AG %d", e.StartBlock, e.StartBlock+e.Length-1, agno)
-	}
 	if e.StartBlock>>BmbtBlockBits != 0 {
 		return "start block wider than 52 bits"
+	}
+	if e.StartBlock>>sb.AGBlkLog >= uint64(sb.AGCount) {
+		return fmt.Sprintf("start block %d lies beyond the last AG", e.StartBlock)
+	}
+	agno, agbno := sb.FSBToAG(e.StartBlock)
+	if uint64(agbno)+e.Length > uint64(sb.AGLength(agno)) {
+		return fmt.Sprintf("blocks %d..%d lie outside AG %d", e.StartBlock, e.StartBlock+e.Length-1, agno)
 	}
 	return ""
 }

@@ -139,3 +139,24 @@ func TestExtentsAgainstXFSDB(t *testing.T) {
 		t.Fatal("re-encoded records differ from the fork")
 	}
 }
+
+func TestExtentProblem(t *testing.T) {
+	sb := &ondisk.Superblock{AGBlocks: 16384, AGBlkLog: 14, AGCount: 4, DBlocks: 60000}
+	for _, c := range []struct {
+		e  ondisk.Extent
+		ok bool
+	}{
+		{ondisk.Extent{Offset: 0, StartBlock: 100, Length: 10}, true},
+		{ondisk.Extent{Offset: 0, StartBlock: 3<<14 | 100, Length: 10}, true},
+		{ondisk.Extent{Offset: 0, StartBlock: 100, Length: 0}, false},
+		{ondisk.Extent{Offset: 0, StartBlock: 16380, Length: 10}, false},         // crosses into AG 1
+		{ondisk.Extent{Offset: 0, StartBlock: 3<<14 | 11000, Length: 10}, false}, // past the short last AG
+		{ondisk.Extent{Offset: 0, StartBlock: 4 << 14, Length: 1}, false},
+		{ondisk.Extent{Offset: 0, StartBlock: 1 << 46, Length: 1}, false}, // AG number wraps 32 bits
+		{ondisk.Extent{Offset: ondisk.MaxFileOff, StartBlock: 100, Length: 1}, false},
+	} {
+		if p := sb.ExtentProblem(c.e); (p == "") != c.ok {
+			t.Errorf("%v: problem %q, want ok=%v", c.e, p, c.ok)
+		}
+	}
+}

@@ -168,7 +168,8 @@ func (w *extentWalker) walkBtree(fork []byte) error {
 // offset is key.
 func (w *extentWalker) visit(fsb uint64, level int, key uint64) error {
 	sb := w.fs.SB
-	if !sb.ValidFSB(fsb) {
+	// FSBToAG keeps 32 bits of the AG number, so check the high bits too.
+	if fsb>>sb.AGBlkLog >= uint64(sb.AGCount) || !sb.ValidFSB(fsb) {
 		return w.corrupt("", "bmbt pointer %d at level %d is outside the filesystem", fsb, level)
 	}
 	if _, dup := w.visited[fsb]; dup {
