@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 
 	"xfskit/internal/xfs"
 	"xfskit/ondisk"
@@ -58,7 +62,24 @@ type checker struct {
 	opts Options
 	// space[agno] collects claims on the blocks of each AG.
 	space []agSpace
+	ags   []agInfo
 	prog  *progress
+	// totals across AGs, for the superblock counters
+	freeBlocks, inodeCount, inodeFree atomic.Uint64
+}
+
+// parallelAGs runs fn for every AG on a few goroutines; the first error wins.
+func (c *checker) parallelAGs(fn func(agno uint32) error) error {
+	workers := c.opts.Workers
+	if workers <= 0 {
+		workers = min(runtime.NumCPU(), 4)
+	}
+	var g errgroup.Group
+	g.SetLimit(workers)
+	for ag := uint32(0); ag < c.sb.AGCount; ag++ {
+		g.Go(func() error { return fn(ag) })
+	}
+	return g.Wait()
 }
 
 // isIOError tells an I/O failure (abort the run) from corruption.
@@ -80,6 +101,9 @@ func (c *checker) run() error {
 		fn   func() error
 	}{
 		{"superblocks", c.checkSuperblocks},
+		{"AG headers and B-trees", c.checkAGs},
+		{"space map", c.checkSpace},
+		{"summary counters", c.checkCounters},
 	}
 	for _, p := range c.extraPhases() {
 		phases = append(phases, p)

@@ -67,12 +67,7 @@ type sharedRange struct {
 // is on; they are returned as shared ranges for the refcount check.
 func (s *agSpace) sweep(r *Report, agno uint32, aglen uint32, reflink bool, agToFSB func(uint32, uint32) uint64) []sharedRange {
 	uses := s.uses
-	sort.Slice(uses, func(i, j int) bool {
-		if uses[i].start != uses[j].start {
-			return uses[i].start < uses[j].start
-		}
-		return uses[i].length > uses[j].length
-	})
+	sortUses(uses)
 	var covered uint32 // blocks [0, covered) are claimed
 	// active holds claims overlapping the current position, for overlap reports.
 	var active []use
@@ -156,4 +151,13 @@ func dataRefcounts(uses []use) []sharedRange {
 		prev = at
 	}
 	return out
+}
+
+func sortUses(uses []use) {
+	sort.Slice(uses, func(i, j int) bool {
+		if uses[i].start != uses[j].start {
+			return uses[i].start < uses[j].start
+		}
+		return uses[i].length > uses[j].length
+	})
 }
