@@ -49,7 +49,13 @@ var errStopWalk = errors.New("walk stopped")
 // twice, and the total matching the inode's extent count. An error from fn
 // stops the walk and is returned as is.
 func (f *FS) WalkExtents(ip *Inode, attrFork bool, fn func(ondisk.Extent) error) error {
-	w := &extentWalker{fs: f, ip: ip, attr: attrFork, fn: fn}
+	return f.WalkForkBlocks(ip, attrFork, fn, nil)
+}
+
+// WalkForkBlocks is WalkExtents that also calls blockFn (if not nil) with
+// every bmbt block of the fork, before its records.
+func (f *FS) WalkForkBlocks(ip *Inode, attrFork bool, fn func(ondisk.Extent) error, blockFn func(fsb uint64)) error {
+	w := &extentWalker{fs: f, ip: ip, attr: attrFork, fn: fn, blockFn: blockFn}
 	w.fork = "data fork"
 	if attrFork {
 		w.fork = "attr fork"
@@ -95,6 +101,9 @@ type extentWalker struct {
 	fork  string
 	where string
 	fn    func(ondisk.Extent) error
+	// blockFn, when set, is told of every bmbt block visited (checkers
+	// account for them).
+	blockFn func(fsb uint64)
 
 	count   uint64
 	prevEnd uint64 // file block after the previous extent
@@ -176,6 +185,9 @@ func (w *extentWalker) visit(fsb uint64, level int, key uint64) error {
 		return w.corrupt("", "bmbt block %d reached twice (cycle or shared block)", fsb)
 	}
 	w.visited[fsb] = struct{}{}
+	if w.blockFn != nil {
+		w.blockFn(fsb)
+	}
 	daddr := sb.FSBToDaddr(fsb)
 	buf, err := w.fs.ReadFSB(fsb, 1)
 	if err != nil {
