@@ -63,7 +63,10 @@ type checker struct {
 	// space[agno] collects claims on the blocks of each AG.
 	space []agSpace
 	ags   []agInfo
-	prog  *progress
+	// inodes maps every allocated inode to what later phases need.
+	inodes map[uint64]*inodeInfo
+	dirs   []uint64
+	prog   *progress
 	// totals across AGs, for the superblock counters
 	freeBlocks, inodeCount, inodeFree atomic.Uint64
 }
@@ -102,6 +105,7 @@ func (c *checker) run() error {
 	}{
 		{"superblocks", c.checkSuperblocks},
 		{"AG headers and B-trees", c.checkAGs},
+		{"inodes", c.checkInodes},
 		{"space map", c.checkSpace},
 		{"summary counters", c.checkCounters},
 	}
