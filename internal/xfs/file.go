@@ -211,36 +211,84 @@ type Run struct {
 // recreate the rest as holes.
 func (r *File) DataMap() []Run {
 	var out []Run
-	emit := func(off, end int64, k RunKind) {
-		if end > r.size {
-			end = r.size
-		}
-		if end <= off {
-			return
-		}
-		if n := len(out); n > 0 && out[n-1].Kind == k && out[n-1].Off+out[n-1].Len == off {
-			out[n-1].Len = end - out[n-1].Off
-			return
-		}
-		out = append(out, Run{Off: off, Len: end - off, Kind: k})
-	}
-	bl := r.fs.SB.BlockLog
-	var pos int64
+	m := runMerger{size: r.size, bl: r.fs.SB.BlockLog, emit: func(x Run) error { out = append(out, x); return nil }}
 	for _, e := range r.ext {
-		s, t := int64(e.Offset)<<bl, int64(e.End())<<bl
-		if s >= r.size {
+		if m.extent(e) != nil {
 			break
 		}
-		emit(pos, s, RunHole)
-		k := RunData
-		if e.Unwritten {
-			k = RunUnwritten
-		}
-		emit(s, t, k)
-		pos = t
 	}
-	emit(pos, r.size, RunHole)
+	m.finish()
 	return out
+}
+
+// WalkDataMap is DataMap for files with huge extent maps: it streams the
+// runs to fn while walking the bmbt, holding one tree path in memory.
+func (f *FS) WalkDataMap(ip *Inode, fn func(Run) error) error {
+	if !ip.IsReg() {
+		return fmt.Errorf("inode %d: not a regular file (mode 0%o)", ip.Ino, ip.Mode)
+	}
+	m := runMerger{size: int64(ip.Size), bl: f.SB.BlockLog, emit: fn}
+	err := f.WalkExtents(ip, false, m.extent)
+	if err != nil && !errors.Is(err, errPastEOF) {
+		return err
+	}
+	return m.finish()
+}
+
+var errPastEOF = errors.New("extent past EOF")
+
+// runMerger turns extents in file order into merged runs clipped at size,
+// holding back the last run until it can no longer grow.
+type runMerger struct {
+	size int64
+	bl   uint8
+	pos  int64
+	cur  Run
+	emit func(Run) error
+}
+
+func (m *runMerger) add(off, end int64, k RunKind) error {
+	end = min(end, m.size)
+	if end <= off {
+		return nil
+	}
+	if m.cur.Len > 0 && m.cur.Kind == k && m.cur.Off+m.cur.Len == off {
+		m.cur.Len = end - m.cur.Off
+		return nil
+	}
+	if m.cur.Len > 0 {
+		if err := m.emit(m.cur); err != nil {
+			return err
+		}
+	}
+	m.cur = Run{Off: off, Len: end - off, Kind: k}
+	return nil
+}
+
+func (m *runMerger) extent(e ondisk.Extent) error {
+	s, t := int64(e.Offset)<<m.bl, int64(e.End())<<m.bl
+	if s >= m.size {
+		return errPastEOF
+	}
+	if err := m.add(m.pos, s, RunHole); err != nil {
+		return err
+	}
+	k := RunData
+	if e.Unwritten {
+		k = RunUnwritten
+	}
+	m.pos = t
+	return m.add(s, t, k)
+}
+
+func (m *runMerger) finish() error {
+	if err := m.add(m.pos, m.size, RunHole); err != nil {
+		return err
+	}
+	if m.cur.Len > 0 {
+		return m.emit(m.cur)
+	}
+	return nil
 }
 
 // DataMap is the data/hole map of a regular file; see File.DataMap.

@@ -387,6 +387,11 @@ func checkFile(t *testing.T, fs *xfs.FS, fx *inoFixture, e *inoEntry, ip *xfs.In
 	if got := holesAsKernelSees(f.DataMap()); fmt.Sprint(got) != fmt.Sprint(e.data) {
 		t.Errorf("data map %v\nkernel SEEK_DATA/HOLE %v\n(engine raw %v)", got, e.data, f.DataMap())
 	}
+	var streamed []xfs.Run
+	inoMust(t, fs.WalkDataMap(ip, func(r xfs.Run) error { streamed = append(streamed, r); return nil }))
+	if fmt.Sprint(streamed) != fmt.Sprint(f.DataMap()) {
+		t.Errorf("WalkDataMap %v, DataMap %v", streamed, f.DataMap())
+	}
 	// Random reads, some across EOF, against the kernel's view.
 	kf, err := os.Open(filepath.Join(fx.mnt, e.name))
 	inoMust(t, err)
