@@ -317,6 +317,23 @@ func TestKernelImage(t *testing.T) {
 					t.Errorf("ExtentSeq yielded %d before stopping", k)
 				}
 			}
+			// Bad numbers are refused; a free inode in an allocated chunk reads.
+			for _, bad := range []uint64{0, fs.SB.RootIno + 1<<40, ^uint64(0)} {
+				if _, err := fs.Inode(bad); err == nil {
+					t.Errorf("inode %d accepted", bad)
+				}
+			}
+			if free, err := fs.Inode(fs.SB.RootIno + 63); err != nil || !free.Free() {
+				t.Errorf("last inode of the root chunk: %v (free=%v)", err, err == nil && free.Free())
+			}
+			dir, err := fs.Inode(fx.want["dir"].st.Ino)
+			inoMust(t, err)
+			if _, err := fs.OpenFile(dir); err == nil {
+				t.Error("OpenFile on a directory succeeded")
+			}
+			if _, err := fs.Readlink(dir); err == nil {
+				t.Error("Readlink on a directory succeeded")
+			}
 			// xfs_db agrees on the fixture's dinode fields for a few inodes.
 			compareWithXFSDB(t, fs, fx, []string{"owned", "times", "chr", "punched"})
 		})
