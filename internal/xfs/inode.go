@@ -18,7 +18,7 @@ type Inode struct {
 
 // Inode reads and verifies inode ino.
 func (f *FS) Inode(ino uint64) (*Inode, error) {
-	raw, err := f.readInodeRaw(ino)
+	raw, err := f.InodeRaw(ino)
 	if err != nil {
 		return nil, err
 	}
@@ -45,29 +45,6 @@ func (f *FS) decodeInode(ino uint64, raw []byte) (*Inode, error) {
 		return nil, fmt.Errorf("inode %d: %w", ino, err)
 	}
 	return ip, nil
-}
-
-// readInodeRaw reads the bytes of one inode, sector-aligned around it.
-// (The inode walker reads whole clusters; this is the single-inode path.)
-func (f *FS) readInodeRaw(ino uint64) ([]byte, error) {
-	if !f.SB.ValidIno(ino) {
-		return nil, fmt.Errorf("inode %d: %w", ino, errBadIno(f.SB, ino))
-	}
-	daddr, off := f.SB.InoToDaddr(ino)
-	isize := int(f.SB.InodeSize)
-	daddr += uint64(off >> ondisk.BBShift)
-	lead := off & (ondisk.BBSize - 1)
-	n := (lead + isize + ondisk.BBSize - 1) &^ (ondisk.BBSize - 1)
-	buf := make([]byte, n)
-	if err := f.ReadDaddrInto(daddr, buf); err != nil {
-		return nil, fmt.Errorf("inode %d: %w", ino, err)
-	}
-	return buf[lead : lead+isize : lead+isize], nil
-}
-
-func errBadIno(sb *ondisk.Superblock, ino uint64) error {
-	agno, agino := sb.InoToAG(ino)
-	return ondisk.Corrupt("inode number", fmt.Sprintf("inode %d", ino), "", "not a valid inode number (AG %d, AG inode %d)", agno, agino)
 }
 
 // Rdev is the device number of a character or block device inode in XFS's
