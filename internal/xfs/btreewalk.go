@@ -322,8 +322,11 @@ func (w *btreeWalk) checkSiblings(b *BtreeBlock) error {
 	var errs []error
 	switch {
 	case b.Parent == ondisk.NullAGBno:
-		if h.LeftSib != ondisk.NullLongPtr || h.RightSib != ondisk.NullLongPtr {
-			errs = append(errs, w.errAt(b.AGBno, "leftsib", "root block has siblings (left %d, right %d)", int64(h.LeftSib), int64(h.RightSib)))
+		if h.LeftSib != ondisk.NullLongPtr {
+			errs = append(errs, w.errAt(b.AGBno, "leftsib", "root block has a left sibling %d", h.LeftSib))
+		}
+		if h.RightSib != ondisk.NullLongPtr {
+			errs = append(errs, w.errAt(b.AGBno, "rightsib", "root block has a right sibling %d", h.RightSib))
 		}
 	case !st.started:
 		if h.LeftSib != ondisk.NullLongPtr {
@@ -333,10 +336,10 @@ func (w *btreeWalk) checkSiblings(b *BtreeBlock) error {
 		// The previous block was not readable; its links cannot be compared.
 	default:
 		if st.right != uint64(b.AGBno) {
-			errs = append(errs, w.errAt(st.agbno, "rightsib", "right sibling %d, but the next block at level %d is %d", int64(st.right), b.Level, b.AGBno))
+			errs = append(errs, w.errAt(st.agbno, "rightsib", "right sibling %s, but the next block at level %d is %d", sibName(st.right), b.Level, b.AGBno))
 		}
 		if h.LeftSib != uint64(st.agbno) {
-			errs = append(errs, w.errAt(b.AGBno, "leftsib", "left sibling %d, but the previous block at level %d is %d", int64(h.LeftSib), b.Level, st.agbno))
+			errs = append(errs, w.errAt(b.AGBno, "leftsib", "left sibling %s, but the previous block at level %d is %d", sibName(h.LeftSib), b.Level, st.agbno))
 		}
 	}
 	st.started, st.unknown, st.agbno, st.right = true, false, b.AGBno, h.RightSib
@@ -346,6 +349,13 @@ func (w *btreeWalk) checkSiblings(b *BtreeBlock) error {
 		}
 	}
 	return nil
+}
+
+func sibName(p uint64) string {
+	if p == ondisk.NullLongPtr {
+		return "NULL"
+	}
+	return fmt.Sprint(p)
 }
 
 // checkOrder verifies entry order inside b and against the previous block
