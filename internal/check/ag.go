@@ -94,6 +94,13 @@ func (c *checker) checkAG(agno uint32) error {
 		}
 	}
 	if info.agi != nil {
+		// The kernel empties the unlinked lists when it mounts; with a clean
+		// log, an inode left on one was lost (open-unlinked at a crash).
+		for i, ino := range info.agi.Unlinked {
+			if ino != ondisk.NullAGIno {
+				c.r.agf(agno, "AGI", hdrBlock, "unlinked bucket %d holds AG inode %d on a filesystem with a clean log", i, ino)
+			}
+		}
 		if err := c.checkInodeBtrees(agno, info); err != nil {
 			return err
 		}

@@ -55,7 +55,18 @@ func (c *checker) checkInodes() error {
 		case ip.IsReg():
 			c.r.Stats.Files++
 		}
-		return c.checkForks(ip)
+		if err := c.checkForks(ip); err != nil {
+			return err
+		}
+		if ip.IsSymlink() {
+			if _, err := c.fs.Readlink(ip); err != nil {
+				if isIOError(err) {
+					return err
+				}
+				c.r.fromErr(-1, ino, -1, err)
+			}
+		}
+		return nil
 	})
 	if err != nil && !isIOError(err) {
 		var ce *ondisk.CorruptError
