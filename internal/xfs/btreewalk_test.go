@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-		"testing"
+	"testing"
 	"time"
 
 	"xfskit/internal/image"
