@@ -1,0 +1,264 @@
+package build
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"xfskit/internal/image"
+	"xfskit/ondisk"
+)
+
+// ErrExists is wrapped by Run when the target holds a filesystem or
+// partition table and Force is not set.
+var ErrExists = errors.New("use the -f option to force overwrite")
+
+// whackSize is how much mkfs.xfs zeroes at both ends of the device to
+// remove other filesystems' signatures (MD RAID keeps one near the end).
+const whackSize = 128 << 10
+
+// Run does what mkfs.xfs does for o: plan, refuse to overwrite without
+// Force, print the geometry (unless Quiet; only that with DryRun) to
+// stdout and warnings to stderr, and write the filesystem. A new image
+// file is written under a temporary name and renamed into place.
+func Run(o *Options, stdout, stderr io.Writer) (*Geometry, error) {
+	ti, err := ProbeTarget(o.Target)
+	if err != nil {
+		return nil, &UsageError{Msg: err.Error()}
+	}
+	g, err := Plan(o, ti)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range g.Warnings {
+		fmt.Fprintln(stderr, w)
+	}
+	// mkfs.xfs truncates "-d file" targets before looking for signatures,
+	// except in a dry run.
+	replacing := g.CreateFile && ti.Exists
+	if ti.Exists && ti.Size > 0 && (o.DryRun || !replacing) && !o.Force {
+		if what, err := probeSignature(ti.Path); err != nil {
+			return nil, err
+		} else if what != "" {
+			return nil, fmt.Errorf("%s appears to contain an existing filesystem (%s).\n%w", ti.Path, what, ErrExists)
+		}
+	}
+	if !o.Quiet || o.DryRun {
+		if err := g.Report(stdout, o.Target); err != nil {
+			return nil, err
+		}
+	}
+	if o.DryRun {
+		return g, nil
+	}
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if g.CreateFile {
+		return g, g.formatNewFile(ti, now)
+	}
+	return g, g.formatInPlace(ti, o, now)
+}
+
+func probeSignature(path string) (string, error) {
+	dev, err := image.Open(path, false)
+	if err != nil {
+		return "", err
+	}
+	defer dev.Close()
+	return ExistingSignature(dev, dev.Size())
+}
+
+// formatNewFile writes a sparse image next to the target and renames it
+// over the target, so the target is never half-written.
+func (g *Geometry) formatNewFile(ti TargetInfo, now time.Time) (err error) {
+	size := int64(g.DBlocks) * int64(g.BlockSize)
+	dir, base := filepath.Split(ti.Path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".mkfs-*")
+	if err != nil {
+		return err
+	}
+	tmpName := tmp.Name()
+	tmp.Close()
+	defer func() {
+		if err != nil {
+			os.Remove(tmpName)
+		}
+	}()
+	mode := os.FileMode(0o644)
+	if st, serr := os.Stat(ti.Path); serr == nil && st.Mode().IsRegular() {
+		mode = st.Mode().Perm()
+	}
+	if err := os.Chmod(tmpName, mode); err != nil {
+		return err
+	}
+	dev, err := image.Create(tmpName, size)
+	if err != nil {
+		return err
+	}
+	if err := g.Format(dev, now); err != nil {
+		dev.Close()
+		return err
+	}
+	if err := dev.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmpName, ti.Path); err != nil {
+		return err
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// formatInPlace formats an existing image file or a block device:
+// discard the old contents (unless NoDiscard), make sure every region
+// that must read as zeros does, then write.
+func (g *Geometry) formatInPlace(ti TargetInfo, o *Options, now time.Time) error {
+	need := int64(g.DBlocks) * int64(g.BlockSize)
+	if !ti.IsBlock && ti.Size < need {
+		if err := os.Truncate(ti.Path, need); err != nil {
+			return fmt.Errorf("%s: growing the data section: %w", ti.Path, err)
+		}
+	}
+	dev, err := image.Open(ti.Path, true)
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	z := zeroer{dev: dev, block: ti.IsBlock}
+	if o.Force {
+		if err := g.clearOldSecondaries(dev, &z); err != nil {
+			return err
+		}
+	}
+	size := dev.Size()
+	discarded := false
+	if !o.NoDiscard {
+		discarded = z.discard(0, size) == nil && !ti.IsBlock // punched file holes read as zeros
+	}
+	if !discarded {
+		if err := z.zero(0, min(whackSize, size)); err != nil {
+			return err
+		}
+		if err := z.zero(max(size-whackSize, 0), min(whackSize, size)); err != nil {
+			return err
+		}
+		logOff := int64(g.SB.FSBToDaddr(g.LogStart)) << ondisk.BBShift
+		if err := z.zero(logOff, int64(g.LogBlocks)*int64(g.BlockSize)); err != nil {
+			return err
+		}
+		if err := g.zeroHeaderBlocks(dev); err != nil {
+			return err
+		}
+	}
+	return g.Format(dev, now)
+}
+
+// zeroHeaderBlocks clears the AG header blocks and B-tree roots, which
+// Format writes only in part when sectors are smaller than blocks, and
+// the root inode chunk region is written whole by Format.
+func (g *Geometry) zeroHeaderBlocks(dev image.Device) error {
+	buf := make([]byte, int(g.mp.preallocBlocks)*g.BlockSize)
+	for agno := uint32(0); agno < g.AGCount; agno++ {
+		if _, err := dev.WriteAt(buf, g.agbOffset(agno, 0)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clearOldSecondaries zeroes the secondary superblocks of an XFS
+// filesystem found on the target, so xfs_repair cannot mistake them for
+// ours (zero_old_xfs_structures).
+func (g *Geometry) clearOldSecondaries(dev image.Device, z *zeroer) error {
+	sect := make([]byte, g.SectorSize)
+	if _, err := dev.ReadAt(sect, 0); err != nil {
+		return nil // too short to hold anything
+	}
+	old, err := ondisk.DecodeSuperblock(sect)
+	if err != nil || old.MagicNum != ondisk.SBMagic || old.BlockSize == 0 || old.AGCount == 0 {
+		return nil
+	}
+	bl := log2(int(old.BlockSize))
+	if 1<<bl != int(old.BlockSize) || bl < 9 || bl > 16 || uint8(bl) != old.BlockLog {
+		return nil
+	}
+	if old.DBlocks > uint64(old.AGCount)*uint64(old.AGBlocks) ||
+		old.DBlocks < uint64(old.AGCount-1)*uint64(old.AGBlocks)+64 {
+		return nil
+	}
+	for i := uint64(1); i < uint64(old.AGCount); i++ {
+		off := int64(i*uint64(old.AGBlocks)) << bl
+		if off+int64(g.SectorSize) > dev.Size() {
+			break
+		}
+		if err := z.zero(off, int64(g.SectorSize)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// zeroer zeroes and discards ranges of a file or block device, using
+// hole punching and BLKZEROOUT/BLKDISCARD where possible.
+type zeroer struct {
+	dev   *image.File
+	block bool
+}
+
+const (
+	fallocKeepSize  = 0x01
+	fallocPunchHole = 0x02
+)
+
+func (z *zeroer) discard(off, n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	fd := z.dev.OSFile().Fd()
+	if z.block {
+		r := [2]uint64{uint64(off), uint64(n)}
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, ioctlBlkDiscard, uintptr(unsafe.Pointer(&r))); e != 0 {
+			return e
+		}
+		return nil
+	}
+	return syscall.Fallocate(int(fd), fallocKeepSize|fallocPunchHole, off, n)
+}
+
+func (z *zeroer) zero(off, n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	fd := z.dev.OSFile().Fd()
+	if z.block {
+		r := [2]uint64{uint64(off), uint64(n)}
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, ioctlBlkZeroOut, uintptr(unsafe.Pointer(&r))); e == 0 {
+			return nil
+		}
+	} else if syscall.Fallocate(int(fd), fallocKeepSize|fallocPunchHole, off, n) == nil {
+		return nil
+	}
+	buf := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		c := min(n, int64(len(buf)))
+		if _, err := z.dev.WriteAt(buf[:c], off); err != nil {
+			return err
+		}
+		off += c
+		n -= c
+	}
+	return nil
+}
