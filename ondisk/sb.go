@@ -440,6 +440,9 @@ func (s *Superblock) DaddrToAGB(daddr uint64) (uint32, uint32) {
 
 // ValidFSB reports whether fsb names a block inside the data device.
 func (s *Superblock) ValidFSB(fsb uint64) bool {
+	if fsb>>s.AGBlkLog >= uint64(s.AGCount) {
+		return false // also catches AG numbers that overflow 32 bits
+	}
 	agno, agbno := s.FSBToAG(fsb)
 	return agno < s.AGCount && agbno < s.AGLength(agno)
 }
@@ -481,6 +484,9 @@ func (s *Superblock) InoToDaddr(ino uint64) (daddr uint64, off int) {
 
 // ValidIno reports whether ino could name an inode in this filesystem.
 func (s *Superblock) ValidIno(ino uint64) bool {
+	if ino>>(s.AGBlkLog+s.InoPBLog) >= uint64(s.AGCount) {
+		return false
+	}
 	agno, agino := s.InoToAG(ino)
 	if agno >= s.AGCount {
 		return false

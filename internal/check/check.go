@@ -104,6 +104,7 @@ func (c *checker) run() error {
 		fn   func() error
 	}{
 		{"superblocks", c.checkSuperblocks},
+		{"log", c.checkLog},
 		{"AG headers and B-trees", c.checkAGs},
 		{"inodes", c.checkInodes},
 		{"space map", c.checkSpace},
@@ -115,6 +116,9 @@ func (c *checker) run() error {
 	for _, p := range phases {
 		c.prog.phase(p.name)
 		if err := p.fn(); err != nil {
+			if _, stop := err.(errStop); stop {
+				return nil
+			}
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 	}

@@ -1,0 +1,32 @@
+package check
+
+import "xfskit/internal/xlog"
+
+// errStop ends a run early without an error (a dirty log: the metadata is
+// legitimately inconsistent until the log is replayed).
+type errStop struct{}
+
+func (errStop) Error() string { return "stop" }
+
+// checkLog finds the log's head and tail. A dirty log stops the check, as
+// xfs_repair -n does: the metadata is not expected to be consistent until
+// the log is replayed.
+func (c *checker) checkLog() error {
+	st, err := xlog.Find(c.fs)
+	if err != nil {
+		if isIOError(err) {
+			return err
+		}
+		c.r.fsf("log", "%v", err)
+		return nil
+	}
+	c.r.LogInfo = st.String()
+	if st.Torn != nil {
+		c.r.LogInfo += "; torn write: " + st.Torn.Err.Error()
+	}
+	if !st.Clean {
+		c.r.DirtyLog = true
+		return errStop{}
+	}
+	return nil
+}
