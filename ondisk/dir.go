@@ -238,6 +238,13 @@ func DecodeDirSF(buf []byte, ftype bool) (*DirSF, error) {
 	return d, nil
 }
 
+// dirInoValid checks an inode number named by a directory. The explicit
+// AG-number test guards against high bits that InoToAG's 32-bit AG number
+// would drop.
+func dirInoValid(sb *Superblock, ino uint64) bool {
+	return ino>>(sb.AGBlkLog+sb.InoPBLog) < uint64(sb.AGCount) && sb.ValidIno(ino)
+}
+
 func getIno(b []byte, size int) uint64 {
 	if size == 8 {
 		return binary.BigEndian.Uint64(b) & inoMask
@@ -327,7 +334,7 @@ func VerifyDirSF(buf []byte, sb *Superblock, where string) (*DirSF, error) {
 		return d, withWhere(err, where)
 	}
 	c := func(field, f string, a ...any) error { return Corrupt("shortform directory", where, field, f, a...) }
-	if !sb.ValidIno(d.Parent) {
+	if !dirInoValid(sb, d.Parent) {
 		return d, c("parent", "invalid parent inode %d", d.Parent)
 	}
 	i8 := 0
@@ -342,7 +349,7 @@ func VerifyDirSF(buf []byte, sb *Superblock, where string) (*DirSF, error) {
 		if int(e.Offset) < off {
 			return d, c("offset", "entry %d %q offset %d below %d", i, e.Name, e.Offset, off)
 		}
-		if !sb.ValidIno(e.Ino) {
+		if !dirInoValid(sb, e.Ino) {
 			return d, c("inumber", "entry %d %q: invalid inode %d", i, e.Name, e.Ino)
 		}
 		if e.Ino > DirMaxShortIno {
@@ -669,7 +676,7 @@ func VerifyDirData(buf []byte, magic uint32, sb *Superblock, daddr, owner uint64
 		if int(e.Tag) != e.Off {
 			return d, c("tag", "entry %q at offset %d has tag %d", e.Name, e.Off, e.Tag)
 		}
-		if !sb.ValidIno(e.Ino) {
+		if !dirInoValid(sb, e.Ino) {
 			return d, c("inumber", "entry %q at offset %d: invalid inode %d", e.Name, e.Off, e.Ino)
 		}
 		if g.FType && e.FType >= DirFTMax {
