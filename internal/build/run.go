@@ -16,7 +16,7 @@ import (
 
 // ErrExists is wrapped by Run when the target holds a filesystem or
 // partition table and Force is not set.
-var ErrExists = errors.New("use the -f option to force overwrite")
+var ErrExists = errors.New("Use the -f option to force overwrite.")
 
 // whackSize is how much mkfs.xfs zeroes at both ends of the device to
 // remove other filesystems' signatures (MD RAID keeps one near the end).
