@@ -66,6 +66,7 @@ type checker struct {
 	// inodes maps every allocated inode to what later phases need.
 	inodes map[uint64]*inodeInfo
 	dirs   []uint64
+	order  []uint64 // allocated inodes in inode order, for stable reports
 	prog   *progress
 	// totals across AGs, for the superblock counters
 	freeBlocks, inodeCount, inodeFree atomic.Uint64
@@ -107,6 +108,7 @@ func (c *checker) run() error {
 		{"log", c.checkLog},
 		{"AG headers and B-trees", c.checkAGs},
 		{"inodes", c.checkInodes},
+		{"directories", c.checkDirectories},
 		{"space map", c.checkSpace},
 		{"summary counters", c.checkCounters},
 	}

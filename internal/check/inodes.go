@@ -31,6 +31,7 @@ func (c *checker) checkInodes() error {
 		c.r.Stats.Inodes++
 		info := &inodeInfo{}
 		c.inodes[ino] = info
+		c.order = append(c.order, ino)
 		ip, err := c.fs.DecodeInode(ino, raw)
 		if err != nil {
 			d, derr := ondisk.DecodeDinode(raw)
@@ -57,6 +58,14 @@ func (c *checker) checkInodes() error {
 		}
 		if err := c.checkForks(ip); err != nil {
 			return err
+		}
+		if ip.ForkOff != 0 {
+			if _, err := c.fs.ListXattrs(ip); err != nil {
+				if isIOError(err) {
+					return err
+				}
+				c.r.fromErr(-1, ino, -1, err)
+			}
 		}
 		if ip.IsSymlink() {
 			if _, err := c.fs.Readlink(ip); err != nil {
