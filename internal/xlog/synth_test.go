@@ -285,3 +285,38 @@ func TestFindGarbage(t *testing.T) {
 		t.Fatal("headerless log accepted")
 	}
 }
+
+// TestFindMutated damages generated logs at random (headers, data, cycle
+// stamps); Find, Walk and Verify must return answers or errors, never
+// panic or loop.
+func TestFindMutated(t *testing.T) {
+	img, start, blocks, uuid := synthImage(t)
+	for run := 0; run < 25; run++ {
+		s := newSynthLog(blocks, uuid, []uint32{32768, 65536, 256 * 1024}[run%3], int64(100+run))
+		for w := int64(0); w < blocks*int64(1+run%3)/2; {
+			_, rec := s.append(1+s.rnd.Intn(60), s.rnd.Intn(10) == 0, 1+s.rnd.Intn(3))
+			w += int64(len(rec) / 512)
+		}
+		for i := 0; i < 1+s.rnd.Intn(20); i++ {
+			b := s.rnd.Int63n(blocks)
+			switch s.rnd.Intn(3) {
+			case 0: // random bytes in a whole block
+				s.rnd.Read(s.buf[b*512 : (b+1)*512])
+			case 1: // a header field
+				if ondisk.IsLogRecHeader(s.buf[b*512:]) {
+					off := 4 * s.rnd.Int63n(12)
+					binary.BigEndian.PutUint32(s.buf[b*512+off:], s.rnd.Uint32())
+				}
+			case 2: // a cycle stamp
+				binary.BigEndian.PutUint32(s.buf[b*512:], uint32(s.rnd.Intn(4)))
+			}
+		}
+		writeLog(t, img, start, s.buf)
+		l, st, err := findImg(t, img)
+		if err != nil || st == nil {
+			continue
+		}
+		l.Verify(st)
+		l.Walk(st.TailBlock, st.HeadBlock, func(*Record) error { return nil })
+	}
+}
