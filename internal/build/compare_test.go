@@ -251,6 +251,10 @@ func TestFormatMatchesMkfs(t *testing.T) {
 				t.Error(d)
 			}
 			compareDB(t, theirs, ours, g.AGCount)
+			lw, lo := logprint(t, theirs), logprint(t, ours)
+			if lw != lo || !strings.Contains(lo, "<CLEAN>") {
+				t.Errorf("xfs_logprint -t: mkfs.xfs %q, ours %q", lw, lo)
+			}
 			repairClean(t, ours, g)
 		})
 	}
@@ -267,4 +271,18 @@ func repairClean(t *testing.T, img string, g *Geometry) {
 	if out, code := oracle.RunStatus("xfs_repair", append(args, img)...); code != 0 {
 		t.Errorf("xfs_repair -n %s: exit %d\n%s", img, code, out)
 	}
+}
+
+// logprint summarizes the log as xfs_logprint -t sees it (head, tail and
+// state), without the device lines that name the image.
+func logprint(t *testing.T, img string) string {
+	t.Helper()
+	out, _ := oracle.RunStatus("xfs_logprint", "-t", img)
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "log tail") || strings.Contains(l, "daddr") {
+			keep = append(keep, strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(keep, "; ")
 }

@@ -68,6 +68,9 @@ func Plan(o *Options, t TargetInfo) (*Geometry, error) {
 	g := &Geometry{Label: o.Label}
 	warn := func(f string, a ...any) { g.Warnings = append(g.Warnings, fmt.Sprintf(f, a...)) }
 
+	if err := o.validateFields(); err != nil {
+		return nil, err
+	}
 	if !o.CRC {
 		return nil, usagef("crc=0 (V4 filesystems) is not supported: xfskit only writes V5 (CRC-enabled) filesystems, which mkfs.xfs also makes by default")
 	}
@@ -232,10 +235,10 @@ func Plan(o *Options, t TargetInfo) (*Geometry, error) {
 	case o.InodeSize != 0:
 		ilog = log2(o.InodeSize)
 	}
-	isz := 1 << ilog
 	if ilog < 9 {
 		return nil, usagef("Minimum inode size for CRCs is 512 bytes")
 	}
+	isz := 1 << ilog
 	if isz > bs/2 || bs/isz < 2 || isz < 256 || isz > 2048 {
 		maxsz := min(bs/2, 2048)
 		if maxsz == 256 {

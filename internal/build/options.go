@@ -549,3 +549,32 @@ func (o *Options) setNum(class byte, name string, n int64) error {
 	}
 	return nil
 }
+
+// validateFields checks fields set directly (not through Set) against the
+// same ranges mkfs.xfs applies while parsing.
+func (o *Options) validateFields() error {
+	nums := []struct {
+		class byte
+		name  string
+		v     int64
+	}{
+		{'b', "size", int64(o.BlockSize)}, {'d', "agcount", o.AGCount}, {'d', "sunit", int64(o.DataSunit)},
+		{'d', "swidth", int64(o.DataSwidth)}, {'d', "sw", int64(o.DataSW)}, {'d', "extszinherit", o.ExtSzInherit},
+		{'d', "cowextsize", o.CowExtSize}, {'i', "maxpct", int64(o.IMaxPct)}, {'i', "perblock", int64(o.InodesPerBlock)},
+		{'i', "size", int64(o.InodeSize)}, {'l', "agnum", o.LogAGNum}, {'l', "sunit", int64(o.LogSunit)},
+		{'l', "sectsize", int64(o.LogSectSize)}, {'s', "size", int64(o.SectorSize)},
+	}
+	for _, n := range nums {
+		if n.v == 0 {
+			continue
+		}
+		sp, _ := lookupSubopt(n.class, n.name)
+		if n.v < sp.min || n.v > sp.max || sp.pow2 && n.v&(n.v-1) != 0 {
+			return usagef("Invalid value %d for -%c %s option", n.v, n.class, n.name)
+		}
+	}
+	if o.ProjInherit < -1 || o.ProjInherit > maxUint {
+		return usagef("Invalid value %d for -d projinherit option", o.ProjInherit)
+	}
+	return nil
+}
