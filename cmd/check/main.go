@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -16,6 +17,7 @@ import (
 
 func main() {
 	var asJSON, quiet, noProgress bool
+	var cpuprofile string
 	cmd := &cobra.Command{
 		Use:   "check [options] IMAGE",
 		Short: "Verify all metadata of an unmounted XFS image or device (read-only)",
@@ -26,6 +28,14 @@ Exit status: 0 clean, 1 corruption found, 2 the log is dirty (mount the
 filesystem to replay it), 3 usage error, 4 I/O error.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cpuprofile != "" {
+				f, err := os.Create(cpuprofile)
+				if err != nil {
+					return err
+				}
+				pprof.StartCPUProfile(f)
+				defer pprof.StopCPUProfile()
+			}
 			opts := check.Options{}
 			if !noProgress && !quiet && !asJSON {
 				opts.Progress = check.TerminalProgress()
@@ -54,6 +64,8 @@ filesystem to replay it), 3 usage error, 4 I/O error.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print findings as JSON")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print findings only, no summary")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "no progress display")
+	cmd.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile to this file")
+	cmd.Flags().MarkHidden("cpuprofile")
 	cli.Main(cmd, cli.ExitUsage)
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -65,8 +66,8 @@ type checker struct {
 	ags   []agInfo
 	// inodes maps every allocated inode to what later phases need.
 	inodes map[uint64]*inodeInfo
-	dirs   []uint64
-	order  []uint64 // allocated inodes in inode order, for stable reports
+	dirs   []*xfs.Inode // directories, kept for the directory phase
+	order  []uint64     // allocated inodes in inode order, for stable reports
 	prog   *progress
 	// totals across AGs, for the superblock counters
 	freeBlocks, inodeCount, inodeFree atomic.Uint64
@@ -117,7 +118,12 @@ func (c *checker) run() error {
 	}
 	for _, p := range phases {
 		c.prog.phase(p.name)
-		if err := p.fn(); err != nil {
+		start := time.Now()
+		err := p.fn()
+		if os.Getenv("XFSKIT_TIMING") != "" {
+			fmt.Fprintf(os.Stderr, "check: %s: %v\n", p.name, time.Since(start).Round(time.Millisecond))
+		}
+		if err != nil {
 			if _, stop := err.(errStop); stop {
 				return nil
 			}

@@ -3,6 +3,9 @@ package check
 import (
 	"bytes"
 
+	"golang.org/x/sync/errgroup"
+
+	"xfskit/internal/xfs"
 	"xfskit/ondisk"
 )
 
@@ -12,25 +15,43 @@ type dirGraph struct {
 	dotdot   map[uint64]uint64   // dir → its ".." entry
 }
 
+// dirReaders is how many directories are read at once.
+const dirReaders = 16
+
+type dirResult struct {
+	ents []xfs.DirEntry
+	err  error
+}
+
 // checkDirectories reads every directory (all forms), checks its entries
 // against the inodes they name, then checks reachability and link counts.
 func (c *checker) checkDirectories() error {
 	g := dirGraph{children: map[uint64][]uint64{}, dotdot: map[uint64]uint64{}}
 	sb := c.sb
-	for _, dino := range c.dirs {
+	// Directory blocks are scattered: read many directories at once so the
+	// device always has requests queued, then judge them in inode order.
+	results := make([]dirResult, len(c.dirs))
+	var g2 errgroup.Group
+	g2.SetLimit(dirReaders)
+	for i, ip := range c.dirs {
+		g2.Go(func() error {
+			ents, err := c.fs.ReadDir(ip)
+			if err != nil && isIOError(err) {
+				return err
+			}
+			results[i] = dirResult{ents, err}
+			return nil
+		})
+	}
+	if err := g2.Wait(); err != nil {
+		return err
+	}
+	for i, ip := range c.dirs {
 		c.prog.add(1)
-		ip, err := c.fs.Inode(dino)
+		dino := ip.Ino
+		ents, err := results[i].ents, results[i].err
+		results[i] = dirResult{}
 		if err != nil {
-			if isIOError(err) {
-				return err
-			}
-			continue // reported by the inode phase
-		}
-		ents, err := c.fs.ReadDir(ip)
-		if err != nil {
-			if isIOError(err) {
-				return err
-			}
 			c.r.fromErr(-1, dino, -1, err)
 			c.inodes[dino].ok = false // don't judge its link count
 			continue

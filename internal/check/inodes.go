@@ -52,7 +52,7 @@ func (c *checker) checkInodes() error {
 		switch {
 		case ip.IsDir():
 			c.r.Stats.Directories++
-			c.dirs = append(c.dirs, ino)
+			c.dirs = append(c.dirs, ip)
 		case ip.IsReg():
 			c.r.Stats.Files++
 		}
