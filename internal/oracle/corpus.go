@@ -306,6 +306,10 @@ func CorpusWithManifest(t testing.TB, opts CorpusOptions) (string, *CorpusManife
 	}
 	start := time.Now()
 	m := BuildCorpus(t, img, opts)
+	// Shared by every test from now on: a reminder not to write it.
+	if err := os.Chmod(img, 0o444); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("built corpus %s in %v (%d items)", img, time.Since(start).Round(time.Millisecond), len(m.Items))
 	return img, m
 }
@@ -428,9 +432,8 @@ func BuildCorpus(t testing.TB, img string, opts CorpusOptions) *CorpusManifest {
 	MustBeMounted(t, b.root)
 	b.populate(opts)
 	b.fillInodes()
-	unix.Sync()
 	MustBeMounted(t, b.root)
-	Run(t, "umount", b.root)
+	Run(t, "umount", b.root) // flushes everything; failure here is fatal
 
 	if out, code := RunStatus("xfs_repair", "-n", tmp); code != 0 {
 		t.Fatalf("corpus image %s: xfs_repair -n exited %d:\n%s", tmp, code, out)
@@ -459,7 +462,7 @@ func BuildCorpus(t testing.TB, img string, opts CorpusOptions) *CorpusManifest {
 	for i := range m.Items {
 		it := &m.Items[i]
 		for _, f := range items[i].maybe {
-			m.Items[i].Forms = append(it.Forms, f)
+			it.Forms = append(it.Forms, f)
 			if p := checkItem(tmp, m, it); len(p) > 0 {
 				it.Forms = it.Forms[:len(it.Forms)-1]
 			}
@@ -477,10 +480,11 @@ func BuildCorpus(t testing.TB, img string, opts CorpusOptions) *CorpusManifest {
 		t.Fatal(err)
 	}
 	defer os.Remove(ManifestPath(tmp))
-	if err := os.Chmod(tmp, 0o444); err != nil {
+	// A manifest names a complete image: drop the old one, move the image
+	// into place, then its manifest.
+	if err := os.Remove(ManifestPath(img)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
-	// The image goes into place first; a manifest names a complete image.
 	if err := os.Rename(tmp, img); err != nil {
 		t.Fatal(err)
 	}
@@ -530,7 +534,7 @@ func (b *corpusBuilder) geometry(img string) {
 	b.bs = int(get("blocksize"))
 	b.dirbs = b.bs << get("dirblklog")
 	b.isize = int(get("inodesize"))
-	b.bigtime = get("features_incompat")&(1<<3) != 0
+	b.bigtime = get("features_incompat")&(1<<3) != 0 // XFS_SB_FEAT_INCOMPAT_BIGTIME
 }
 
 func (b *corpusBuilder) p(rel string) string { return filepath.Join(b.root, filepath.FromSlash(rel)) }
