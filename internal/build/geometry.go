@@ -51,8 +51,9 @@ type Geometry struct {
 	// exists (rootino unset, in progress); Format completes it.
 	SB ondisk.Superblock
 
-	// CreateFile: the target is a regular file that must be (re)created
-	// at the final size; Truncate: an existing file to be replaced.
+	// CreateFile: the target is a regular file to be created (or, with
+	// -d file, replaced) at the filesystem size rather than formatted in
+	// place.
 	CreateFile bool
 
 	// Warnings are printed to stderr (mkfs.xfs prints the same ones, or
