@@ -29,7 +29,7 @@ import (
 
 // CorpusVersion names what the corpus builder puts into an image. Change it
 // whenever the builder changes, so that cached images are rebuilt.
-const CorpusVersion = "1"
+const CorpusVersion = "2"
 
 // CorpusScale chooses how much a corpus image holds.
 type CorpusScale int

@@ -138,6 +138,9 @@ func TestFromDirCorpus(t *testing.T) {
 			t.Errorf("atime changed by taking a snapshot: %s", line)
 		}
 	}
+	if e := m.Tree.Lookup("forms/files/hole-only"); e == nil || e.Data == nil || len(e.Data) != 0 || e.Size != 1<<20 {
+		t.Errorf("hole-only file in the manifest: %+v", e)
+	}
 	if len(m.Tree.Entries) < 1000 {
 		t.Errorf("only %d entries in the corpus", len(m.Tree.Entries))
 	}

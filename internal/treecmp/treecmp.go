@@ -310,7 +310,7 @@ type Entry struct {
 	UID    uint32    `json:"uid"`
 	GID    uint32    `json:"gid"`
 	Nlink  uint32    `json:"nlink"`
-	Size   int64     `json:"size"`             // bytes; for symlinks the target length
+	Size   int64     `json:"size"`             // bytes; symlinks: target length; directories: 0 (filesystem-specific)
 	SHA256 string    `json:"sha256,omitempty"` // hex, regular files only
 	Mtime  Timestamp `json:"mtime"`
 	Atime  Timestamp `json:"atime"`
@@ -323,9 +323,10 @@ type Entry struct {
 	// another entry of the tree: the first (smallest) path of the group,
 	// which identifies the group the same way in any tree.
 	LinkGroup string `json:"link_group,omitempty"`
-	// Data lists the ranges holding data (NormalizeRanges form); nil when
-	// not recorded.
-	Data []Range `json:"data,omitempty"`
+	// Data lists the ranges holding data (NormalizeRanges form) of a
+	// regular file; nil when not recorded, empty when the file has none
+	// (no omitempty: JSON must keep that difference).
+	Data []Range `json:"data"`
 	// Ino identifies the inode within its own tree (hard links share it).
 	// It is never compared.
 	Ino uint64 `json:"ino"`

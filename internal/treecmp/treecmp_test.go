@@ -162,6 +162,7 @@ func TestNewTree(t *testing.T) {
 	if tr.Lookup("nope") != nil {
 		t.Error("Lookup of a missing path")
 	}
+	tr.Lookup("a").Data = []Range{} // all hole: must not come back as "not recorded"
 	var buf bytes.Buffer
 	if err := tr.WriteJSON(&buf); err != nil {
 		t.Fatal(err)
@@ -172,6 +173,9 @@ func TestNewTree(t *testing.T) {
 	}
 	if d := Diff(tr, back, DiffOptions{Atime: true, Sparse: true, Nlink: true}); len(d) > 0 {
 		t.Errorf("JSON round trip: %v", d)
+	}
+	if back.Lookup("a").Data == nil || back.Lookup("c").Data != nil {
+		t.Errorf("JSON round trip: data ranges %v / %v, want empty / nil", back.Lookup("a").Data, back.Lookup("c").Data)
 	}
 	if _, err := ReadJSON(strings.NewReader(`{"entries":[{"path":"b"},{"path":"a"}]}`)); err == nil {
 		t.Error("ReadJSON accepted unsorted entries")
