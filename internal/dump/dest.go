@@ -1,0 +1,294 @@
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"xfskit/internal/stream"
+)
+
+// DefaultDeviceBlockSize is the record size written to character devices
+// (tapes) when the caller gives none.
+const DefaultDeviceBlockSize = 256 << 10
+
+type destKind int
+
+const (
+	destFile destKind = iota
+	destStdout
+	destDevice
+)
+
+func (k destKind) String() string {
+	switch k {
+	case destStdout:
+		return "stdout"
+	case destDevice:
+		return "character device"
+	}
+	return "file"
+}
+
+// errAborted is what media writes return once a stream has been stopped:
+// it keeps the Writer from putting an end-of-stream trailer on an
+// interrupted stream.
+var errAborted = errors.New("dump interrupted")
+
+// output is one stream's destination: media file 0 and, with a media
+// size, the numbered media files after it.
+type output struct {
+	name      string // DEST as given
+	kind      destKind
+	split     bool // media files are DEST.000, DEST.001, …
+	stop      atomic.Bool
+	stdout    io.Writer
+	mu        sync.Mutex
+	files     []*os.File // media files opened by us, in order (nil for stdout)
+	onMedia   func(k int, path string)
+	lockFile  *os.File
+	mediaSize int64
+}
+
+// destKindOf classifies a destination without creating it.
+func destKindOf(name string) (destKind, error) {
+	if name == "-" {
+		return destStdout, nil
+	}
+	st, err := os.Stat(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return destFile, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case st.Mode()&os.ModeCharDevice != 0:
+		return destDevice, nil
+	case st.Mode().IsRegular():
+		return destFile, nil
+	}
+	return 0, fmt.Errorf("%s: not a regular file or character device (%s)", name, st.Mode().Type())
+}
+
+// mediaPath is the path of media file k.
+func (o *output) mediaPath(k int) string {
+	if !o.split {
+		return o.name
+	}
+	return stream.MediaName(o.name, k)
+}
+
+// lock takes an exclusive advisory lock on f so that two dumps (or a dump
+// and a resume) never write the same destination.
+func lock(f *os.File) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EWOULDBLOCK {
+			return fmt.Errorf("%s is being written by another dump", f.Name())
+		}
+		return err
+	}
+}
+
+// create opens media file 0 for a new stream: files are locked, then
+// truncated; stale numbered media files of an earlier dump are removed.
+func (o *output) create() (io.Writer, error) {
+	switch o.kind {
+	case destStdout:
+		return &guard{w: o.stdout, stop: &o.stop}, nil
+	case destDevice:
+		f, err := os.OpenFile(o.name, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		o.files = append(o.files, f)
+		return &guard{w: f, stop: &o.stop}, nil
+	}
+	p := o.mediaPath(0)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := lock(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	o.lockFile = f
+	o.files = append(o.files, f)
+	if o.split {
+		for k := 1; ; k++ {
+			if err := os.Remove(o.mediaPath(k)); err != nil {
+				break
+			}
+		}
+	}
+	if o.onMedia != nil {
+		o.onMedia(0, p)
+	}
+	return &guard{w: f, stop: &o.stop}, nil
+}
+
+// openMedia is the Writer's OpenMedia: it creates media file k (k >= 1).
+func (o *output) openMedia(k int) (io.Writer, error) {
+	p := o.mediaPath(k)
+	if o.onMedia != nil {
+		o.onMedia(k, p)
+	}
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	o.files = append(o.files, f)
+	o.mu.Unlock()
+	return &guard{w: f, stop: &o.stop}, nil
+}
+
+// existingMedia opens the media files of an interrupted stream for
+// stream.Resume: DEST (or DEST.000, DEST.001, … while they exist). Empty
+// trailing media files (created just before the interruption) are removed:
+// they hold nothing and would not parse.
+func (o *output) existingMedia() ([]stream.ResumeFile, error) {
+	var out []stream.ResumeFile
+	for k := 0; ; k++ {
+		p := o.mediaPath(k)
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if k == 0 {
+			if err := lock(f); err != nil {
+				f.Close()
+				return nil, err
+			}
+			o.lockFile = f
+		}
+		st, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if k > 0 && st.Size() < stream.MediaHeaderSize {
+			f.Close()
+			os.Remove(p)
+			for j := k + 1; os.Remove(o.mediaPath(j)) == nil; j++ {
+			}
+			break
+		}
+		o.files = append(o.files, f)
+		out = append(out, &resumeGuard{f: f, stop: &o.stop})
+		if !o.split {
+			break
+		}
+	}
+	return out, nil
+}
+
+// mediaFiles lists the media files written, with their sizes.
+func (o *output) mediaFiles() ([]string, []int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var names []string
+	var sizes []int64
+	if o.kind == destStdout {
+		return []string{"-"}, []int64{-1}
+	}
+	for k := 0; ; k++ {
+		p := o.mediaPath(k)
+		st, err := os.Stat(p)
+		if err != nil {
+			break
+		}
+		names = append(names, p)
+		sz := st.Size()
+		if o.kind == destDevice {
+			sz = -1
+		}
+		sizes = append(sizes, sz)
+		if !o.split {
+			break
+		}
+	}
+	return names, sizes
+}
+
+// sync flushes the media files to stable storage (devices and files).
+func (o *output) sync() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, f := range o.files {
+		if o.kind == destFile {
+			if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+				return fmt.Errorf("%s: %w", f.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// close closes every media file we opened (the Writer already closed the
+// numbered ones it finished; closing twice is harmless here).
+func (o *output) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, f := range o.files {
+		f.Close()
+	}
+	o.files = nil
+}
+
+// guard passes writes through until the stream is stopped.
+type guard struct {
+	w    io.Writer
+	stop *atomic.Bool
+}
+
+func (g *guard) Write(p []byte) (int, error) {
+	if g.stop.Load() {
+		return 0, errAborted
+	}
+	return g.w.Write(p)
+}
+
+// Close lets the Writer close numbered media files it has finished; the
+// file stays in output.files for the final sync and is closed at the end.
+func (g *guard) Close() error {
+	if f, ok := g.w.(*os.File); ok {
+		return f.Sync()
+	}
+	return nil
+}
+
+// resumeGuard is a guard over a media file handed to stream.Resume, which
+// needs to read, seek and truncate it as well.
+type resumeGuard struct {
+	f    *os.File
+	stop *atomic.Bool
+}
+
+func (g *resumeGuard) Write(p []byte) (int, error) {
+	if g.stop.Load() {
+		return 0, errAborted
+	}
+	return g.f.Write(p)
+}
+func (g *resumeGuard) ReadAt(p []byte, off int64) (int, error) { return g.f.ReadAt(p, off) }
+func (g *resumeGuard) Seek(off int64, whence int) (int64, error) {
+	return g.f.Seek(off, whence)
+}
+func (g *resumeGuard) Truncate(size int64) error { return g.f.Truncate(size) }
+func (g *resumeGuard) Name() string              { return g.f.Name() }

@@ -1,0 +1,359 @@
+package dump
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/sync/errgroup"
+
+	"xfskit/internal/stream"
+	"xfskit/internal/xfs"
+	"xfskit/internal/xlog"
+	"xfskit/inventory"
+)
+
+// resumeState is what a stream needs to be continued by another process:
+// stored as the opaque Data of its inventory checkpoints.
+type resumeState struct {
+	Version      int               `json:"v"`
+	Image        string            `json:"image"`
+	Fingerprint  string            `json:"fingerprint"`
+	Level        int               `json:"level"`
+	BaseID       string            `json:"base_id,omitempty"`
+	Since        *stream.Timestamp `json:"since,omitempty"`
+	Subtrees     []string          `json:"subtrees"`
+	Index        int               `json:"index"`
+	Count        int               `json:"count"`
+	Range        inoRange          `json:"range"`
+	Dest         string            `json:"dest"`
+	Split        bool              `json:"split"`
+	MediaSize    int64             `json:"media_size"`
+	BlockSize    int               `json:"block_size"`
+	ChunkSize    int               `json:"chunk_size"`
+	Compression  string            `json:"compression"`
+	SessionLabel string            `json:"session_label"`
+	MediaLabel   string            `json:"media_label"`
+	FSLabel      string            `json:"fs_label"`
+	Created      int64             `json:"created_ns"`
+}
+
+const resumeStateVersion = 1
+
+// dumper is one run of Dump.
+type dumper struct {
+	opts    Options
+	fs      *xfs.FS
+	db      *inventory.DB
+	session string
+	sel     *selection
+	model   *fsModel
+
+	scanned  scanCounters
+	files    atomic.Int64
+	data     atomic.Int64
+	mu       sync.Mutex
+	problems []string
+}
+
+func (d *dumper) problem(format string, a ...any) {
+	d.mu.Lock()
+	d.problems = append(d.problems, fmt.Sprintf(format, a...))
+	d.mu.Unlock()
+}
+
+// streamRun is one stream of the session.
+type streamRun struct {
+	st     resumeState
+	hdr    stream.Header
+	out    *output
+	files  []fileRef // this stream's share
+	resume bool
+	media  []stream.ResumeFile // existing media of a resumed stream, locked
+	res    StreamResult
+	cp     atomic.Pointer[stream.Checkpoint]
+	saved  *stream.Checkpoint // last checkpoint written to the inventory
+	data   []byte             // st as JSON
+}
+
+// Dump writes a dump session of opts.Image, or resumes the most recent
+// interrupted one with opts.Resume. The session is recorded in the
+// inventory and marked complete only when every stream is.
+func Dump(ctx context.Context, opts Options) (*Result, error) {
+	if opts.Image == "" {
+		return nil, usagef("no image given")
+	}
+	if !opts.Resume {
+		if err := opts.check(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	fs, err := xfs.Open(opts.Image)
+	if err != nil {
+		return nil, err
+	}
+	defer fs.Close()
+	logState, err := xlog.Find(fs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading the log: %w", opts.Image, err)
+	}
+	if !logState.Clean {
+		return nil, fmt.Errorf("%s: %w (%s): the filesystem was not cleanly unmounted. Mount it once so that the kernel replays the log, unmount it, and dump again (dump never replays or writes the log)", opts.Image, ErrDirtyLog, logState)
+	}
+	dbPath := opts.Inventory
+	if dbPath == "" {
+		dbPath = inventory.DefaultPath()
+	}
+	db, err := inventory.Open(dbPath)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	d := &dumper{opts: opts, fs: fs, db: db}
+	fp := fingerprint(fs, logState)
+	if opts.Resume {
+		return d.resume(ctx, fp)
+	}
+	return d.fresh(ctx, fp)
+}
+
+// fingerprint identifies the state of an image: a resumed session must
+// read exactly what the interrupted one read. Mounting the filesystem moves
+// the log head, and changes usually move the summary counters too.
+func fingerprint(fs *xfs.FS, st *xlog.State) string {
+	sb := fs.SB
+	return fmt.Sprintf("%s log %d:%d lsn %d icount %d ifree %d fdblocks %d dblocks %d",
+		sb.UUID, st.HeadCycle, st.HeadBlock, st.LastRecordLSN, sb.ICount, sb.IFree, sb.FDBlocks, sb.DBlocks)
+}
+
+func (d *dumper) fresh(ctx context.Context, fp string) (*Result, error) {
+	o := d.opts
+	fsUUID := d.fs.SB.UUID.String()
+	subtrees, err := canonicalSubtrees(o.Subtrees)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	comp, _ := stream.ParseCompression(o.Compression)
+	start := time.Now()
+	res := &Result{FSUUID: fsUUID, Level: o.Level, Subtrees: subtrees, Start: start}
+	var since *stream.Timestamp
+	if o.Level > 0 {
+		base, err := d.db.BaseFor(fsUUID, o.Level, subtrees)
+		if err != nil {
+			return nil, err
+		}
+		if base == nil {
+			d.problemless("no complete dump of this filesystem and subtree selection below level %d: dumping every file", o.Level)
+		} else {
+			res.BaseID = base.ID
+			t := stream.TimestampOf(base.Start)
+			since = &t
+		}
+	}
+	kinds := make([]destKind, len(o.Dests))
+	for i, dst := range o.Dests {
+		if kinds[i], err = destKindOf(dst); err != nil {
+			return nil, usagef("destination %v", err)
+		}
+		if kinds[i] == destDevice && o.MediaSize > 0 {
+			return nil, usagef("--media-size needs file destinations; %s is a character device", dst)
+		}
+	}
+	if err := d.prepare(ctx, since, subtrees); err != nil {
+		return nil, err
+	}
+	d.session = inventory.NewSessionID()
+	sid, _ := uuid.Parse(d.session)
+	ranges := partition(d.sel.files, len(o.Dests))
+	runs := make([]*streamRun, len(o.Dests))
+	for i, dst := range o.Dests {
+		bs := o.BlockSize
+		if bs == 0 && kinds[i] == destDevice {
+			bs = DefaultDeviceBlockSize
+		}
+		st := resumeState{
+			Version: resumeStateVersion, Image: o.Image, Fingerprint: fp,
+			Level: o.Level, BaseID: res.BaseID, Since: since, Subtrees: subtrees,
+			Index: i, Count: len(o.Dests), Range: ranges[i], Dest: dst,
+			Split: o.MediaSize > 0, MediaSize: o.MediaSize, BlockSize: bs, ChunkSize: o.ChunkSize,
+			Compression: comp.String(), SessionLabel: o.SessionLabel, MediaLabel: o.mediaLabel(i),
+			FSLabel: d.fs.SB.Label(), Created: start.UnixNano(),
+		}
+		runs[i] = d.newRun(st, sid, kinds[i])
+	}
+	if err := d.db.RecordFilesystem(inventory.Filesystem{UUID: fsUUID, Label: d.fs.SB.Label(), Source: o.Image}); err != nil {
+		return nil, err
+	}
+	err = d.db.BeginSession(inventory.SessionInfo{ID: d.session, FSUUID: fsUUID, Level: o.Level, BaseID: res.BaseID,
+		Subtrees: subtrees, Label: o.SessionLabel, Start: start, Compression: comp.String()})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range runs {
+		err := d.db.AddStream(inventory.Stream{SessionID: d.session, Index: r.st.Index, Count: r.st.Count, Dest: r.st.Dest, MediaLabel: r.st.MediaLabel})
+		if err == nil {
+			err = d.db.Checkpoint(inventory.Checkpoint{SessionID: d.session, Stream: r.st.Index, Data: r.data})
+		}
+		if err != nil {
+			d.db.MarkInterrupted(d.session, inventory.Counts{})
+			return nil, err
+		}
+	}
+	res.SessionID = d.session
+	return d.run(ctx, res, runs)
+}
+
+// problemless records a remark that is not a problem of the image.
+func (d *dumper) problemless(format string, a ...any) {
+	if d.opts.Progress != nil {
+		fmt.Fprintf(d.opts.Progress, "dump: "+format+"\n", a...)
+	}
+}
+
+// prepare runs the first pass and the selection.
+func (d *dumper) prepare(ctx context.Context, since *stream.Timestamp, subtrees []string) error {
+	stop := d.scanProgress()
+	m, err := scan(ctx, d.fs, since, &d.scanned)
+	stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %v", ErrInterrupted, ctx.Err())
+		}
+		return fmt.Errorf("%s: scanning inodes: %w", d.opts.Image, err)
+	}
+	d.model = m
+	d.problems = append(d.problems, m.problems...)
+	sel, err := selectTree(m, subtrees)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	d.sel = sel
+	return nil
+}
+
+func (d *dumper) newRun(st resumeState, sid uuid.UUID, kind destKind) *streamRun {
+	r := &streamRun{st: st}
+	r.data, _ = json.Marshal(st)
+	var base stream.UUID
+	if st.BaseID != "" {
+		if u, err := uuid.Parse(st.BaseID); err == nil {
+			base = u
+		}
+	}
+	r.hdr = stream.Header{
+		SessionID: sid, SessionLabel: st.SessionLabel, MediaLabel: st.MediaLabel,
+		StreamIndex: uint32(st.Index), StreamCount: uint32(st.Count),
+		FSUUID: d.fs.SB.UUID, FSLabel: st.FSLabel, Level: uint32(st.Level), BaseSessionID: base,
+		Subtrees: st.Subtrees, Created: time.Unix(0, st.Created),
+	}
+	r.out = &output{name: st.Dest, kind: kind, split: st.Split, stdout: d.opts.Stdout, mediaSize: st.MediaSize}
+	idx := st.Index
+	r.out.onMedia = func(k int, path string) {
+		// Best effort: the final AddMediaFile calls record every file.
+		d.db.AddMediaFile(inventory.MediaFile{SessionID: d.session, Stream: idx, Seq: k, Path: path})
+	}
+	for _, f := range d.sel.files {
+		if st.Range.in(f.ino) {
+			r.files = append(r.files, f)
+		}
+	}
+	r.res = StreamResult{Index: st.Index, Dest: st.Dest, Range: [2]uint64{st.Range.Lo, st.Range.Hi}}
+	return r
+}
+
+// run writes every stream concurrently and records the outcome.
+func (d *dumper) run(ctx context.Context, res *Result, runs []*streamRun) (*Result, error) {
+	res.Dirs = int64(len(d.sel.dirs))
+	res.Named = int64(d.sel.named)
+	var total int64
+	for _, f := range d.sel.files {
+		total += f.bytes
+	}
+	stopProgress := d.dumpProgress(total, int64(len(d.sel.files)))
+	stopCP := d.checkpointLoop(runs)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, r := range runs {
+		g.Go(func() error { return d.runStream(gctx, r) })
+	}
+	err := g.Wait()
+	stopCP()
+	stopProgress()
+	for _, r := range runs {
+		r.out.close()
+	}
+	res.Problems = d.problems
+	for _, r := range runs {
+		res.Files += r.res.Files
+		res.DataBytes += r.res.DataBytes
+		res.Bytes += r.res.Bytes
+		res.Streams = append(res.Streams, r.res)
+	}
+	counts := inventory.Counts{Files: res.Files, Dirs: res.Dirs, Bytes: res.Bytes}
+	if err != nil {
+		if mErr := d.db.MarkInterrupted(d.session, counts); mErr != nil {
+			err = errors.Join(err, mErr)
+		}
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("%w (session %s; resume it with -R): %v", ErrInterrupted, d.session, ctx.Err())
+		}
+		return res, fmt.Errorf("session %s interrupted (resume it with -R once the cause is fixed): %w", d.session, err)
+	}
+	if err := d.db.CompleteSession(d.session, counts); err != nil {
+		return res, err
+	}
+	res.End = time.Now()
+	return res, nil
+}
+
+// checkpointLoop copies the streams' durable checkpoints to the inventory
+// every few seconds (each write is an fsync'd SQLite transaction; the
+// stream itself holds the authoritative checkpoints).
+func (d *dumper) checkpointLoop(runs []*streamRun) func() {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				d.saveCheckpoints(runs)
+				return
+			case <-t.C:
+				d.saveCheckpoints(runs)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+func (d *dumper) saveCheckpoints(runs []*streamRun) {
+	for _, r := range runs {
+		cp := r.cp.Load()
+		if cp == nil || cp == r.saved {
+			continue
+		}
+		d.db.Checkpoint(inventory.Checkpoint{SessionID: d.session, Stream: r.st.Index, LastIno: cp.LastIno, Offset: cp.Logical, Data: r.data})
+		r.saved = cp
+	}
+}
+
+// workers is the number of compression goroutines per stream.
+func (d *dumper) workers(streams int) int {
+	if d.opts.Concurrency > 0 {
+		return d.opts.Concurrency
+	}
+	return max(1, min(4, runtime.GOMAXPROCS(0)/streams))
+}

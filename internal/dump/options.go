@@ -1,0 +1,175 @@
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"xfskit/internal/stream"
+)
+
+// Options describe one dump. The zero value of every optional field is
+// the default.
+type Options struct {
+	Image string // image file or unmounted block device (opened read-only)
+
+	// Level 0 dumps everything; level N (1-9) dumps the non-directory
+	// inodes whose ctime or mtime is not before the start of the base
+	// session: the latest complete session of the same filesystem and
+	// subtree selection at a lower level. Every level records the whole
+	// directory structure of the selection.
+	Level int
+	// Subtrees restricts the dump to these paths (relative to the
+	// filesystem root; files or directories) and the directories on the
+	// way to them. Empty means the whole filesystem.
+	Subtrees []string
+
+	// Dests are the stream destinations, one stream each, written
+	// concurrently: a file, "-" for Stdout, or a character device (written
+	// in fixed-size records of BlockSize bytes).
+	Dests []string
+	// MediaSize, if not zero, splits each file stream into media files of
+	// at most this many bytes named DEST.000, DEST.001, …
+	MediaSize int64
+	// BlockSize is the record size for character devices (default
+	// DefaultDeviceBlockSize); when set it applies to every destination.
+	BlockSize int
+	// ChunkSize is the stream's compression unit (default 1 MiB).
+	ChunkSize int
+	// Compression is "zstd" (default), "xz" or "none".
+	Compression string
+
+	SessionLabel string   // -L
+	MediaLabels  []string // -M: one for every stream, or one per destination
+
+	// Resume continues the most recent interrupted session of the
+	// filesystem (all of its recorded options are reused; the fields above
+	// other than Image are ignored).
+	Resume bool
+
+	// Inventory is the inventory database path ("" is
+	// inventory.DefaultPath()).
+	Inventory string
+
+	// Progress, if not nil, receives progress bars (a terminal).
+	Progress io.Writer
+	// Stdout is where "-" writes (default os.Stdout).
+	Stdout io.Writer
+	// Concurrency is the number of compression goroutines per stream
+	// (default: the CPUs shared among the streams).
+	Concurrency int
+
+	// beforeFile, if set, is called before each file record (tests).
+	beforeFile func(ino uint64)
+}
+
+// Result is what a dump did.
+type Result struct {
+	SessionID string
+	FSUUID    string
+	Level     int
+	BaseID    string // base session of an incremental dump ("" for full)
+	Subtrees  []string
+	Start     time.Time
+	End       time.Time
+	Resumed   bool
+
+	Dirs      int64 // directories in the directory section (of each stream)
+	Files     int64 // non-directory inode records, all streams
+	DataBytes int64 // file data bytes, all streams
+	Bytes     int64 // bytes written to the media, all streams
+	Named     int64 // non-directory inodes named by the selection (dumped or unchanged)
+
+	Streams []StreamResult
+	// Problems lists inodes that could not be dumped (corruption) and
+	// directory entries left out because they name such inodes. A dump
+	// with problems is complete but not whole: the command exits non-zero.
+	Problems []string
+}
+
+// StreamResult describes one stream of the session.
+type StreamResult struct {
+	Index     int
+	Dest      string
+	Media     []string // media files written (DEST, or DEST.000 …)
+	Range     [2]uint64
+	Files     int64
+	DataBytes int64
+	Bytes     int64 // physical bytes (headers, chunks, padding)
+}
+
+// Errors callers can test for with errors.Is.
+var (
+	// ErrDirtyLog: the image's log needs replay; dump refuses to read
+	// metadata that the log would change.
+	ErrDirtyLog = errors.New("the filesystem log is dirty")
+	// ErrInterrupted: the dump was cancelled; the session is recorded as
+	// interrupted and can be resumed with Resume.
+	ErrInterrupted = errors.New("dump interrupted")
+	// ErrUsage: the options are inconsistent.
+	ErrUsage = errors.New("invalid options")
+	// ErrNothingToResume: no interrupted session of this filesystem.
+	ErrNothingToResume = errors.New("no interrupted dump session to resume")
+)
+
+func usagef(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, a...))
+}
+
+// check validates the options of a new (not resumed) dump.
+func (o *Options) check() error {
+	if o.Image == "" {
+		return usagef("no image given")
+	}
+	if o.Level < 0 || o.Level > 9 {
+		return usagef("level %d out of range 0-9", o.Level)
+	}
+	if len(o.Dests) == 0 {
+		return usagef("no destination given (-f)")
+	}
+	seen := map[string]bool{}
+	for _, d := range o.Dests {
+		if d == "" {
+			return usagef("empty destination")
+		}
+		if seen[d] {
+			return usagef("destination %q given twice", d)
+		}
+		seen[d] = true
+		if d == "-" && o.MediaSize > 0 {
+			return usagef("--media-size needs file destinations, not stdout")
+		}
+	}
+	if _, err := stream.ParseCompression(o.Compression); err != nil {
+		return usagef("%v", err)
+	}
+	if o.MediaSize < 0 {
+		return usagef("negative media size")
+	}
+	if len(o.MediaLabels) > 1 && len(o.MediaLabels) != len(o.Dests) {
+		return usagef("%d media labels for %d destinations (give one, or one per destination)", len(o.MediaLabels), len(o.Dests))
+	}
+	for _, l := range append([]string{o.SessionLabel}, o.MediaLabels...) {
+		if len(l) > stream.MaxLabelLen {
+			return usagef("label %.20q… is longer than %d bytes", l, stream.MaxLabelLen)
+		}
+	}
+	if o.ChunkSize != 0 && (o.ChunkSize < stream.MinChunkSize || o.ChunkSize > stream.MaxChunkSize) {
+		return usagef("chunk size %d out of range %d..%d", o.ChunkSize, stream.MinChunkSize, stream.MaxChunkSize)
+	}
+	if o.BlockSize != 0 && (o.BlockSize < stream.MinBlockSize || o.BlockSize > stream.MaxBlockSize) {
+		return usagef("block size %d out of range %d..%d", o.BlockSize, stream.MinBlockSize, stream.MaxBlockSize)
+	}
+	return nil
+}
+
+func (o *Options) mediaLabel(i int) string {
+	switch len(o.MediaLabels) {
+	case 0:
+		return ""
+	case 1:
+		return o.MediaLabels[0]
+	}
+	return o.MediaLabels[i]
+}

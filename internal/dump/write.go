@@ -1,0 +1,311 @@
+package dump
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"xfskit/internal/stream"
+	"xfskit/internal/xfs"
+	"xfskit/inventory"
+)
+
+// errWalkDone ends an inode walk once a stream's share is written.
+var errWalkDone = errors.New("walk done")
+
+// runStream writes (or continues) one stream: the directory section, then
+// the stream's share of the files in inode order, then the trailer. On
+// failure or cancellation the stream is stopped without a trailer, so that
+// it reads as interrupted and resumes from its last checkpoint.
+func (d *dumper) runStream(ctx context.Context, r *streamRun) (err error) {
+	comp, err := stream.ParseCompression(r.st.Compression)
+	if err != nil {
+		return err
+	}
+	wopts := stream.WriterOptions{
+		Compression: comp, ChunkSize: r.st.ChunkSize, BlockSize: r.st.BlockSize,
+		MaxMediaSize: r.st.MediaSize, Concurrency: d.workers(r.st.Count),
+		OnCheckpoint: func(cp stream.Checkpoint) { r.cp.Store(&cp) },
+	}
+	if r.st.Split {
+		wopts.OpenMedia = r.out.openMedia
+	}
+	var (
+		w  *stream.Writer
+		at *stream.Checkpoint // where a resumed stream continues
+	)
+	if r.resume && len(r.media) > 0 {
+		{
+			var info stream.ResumeInfo
+			w, info, err = stream.Resume(r.media, wopts)
+			switch {
+			case errors.Is(err, stream.ErrNoCheckpoint):
+				r.out.close()
+				w = nil
+			case err != nil:
+				return fmt.Errorf("stream %d (%s): resume: %w", r.st.Index, r.st.Dest, err)
+			default:
+				at = &info.Checkpoint
+				d.files.Add(int64(at.Files))
+				d.data.Add(int64(at.DataBytes))
+			}
+		}
+	}
+	if w == nil {
+		out, err := r.out.create()
+		if err != nil {
+			return fmt.Errorf("stream %d: %w", r.st.Index, err)
+		}
+		if w, err = stream.NewWriter(out, r.hdr, wopts); err != nil {
+			return fmt.Errorf("stream %d (%s): %w", r.st.Index, r.st.Dest, err)
+		}
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			// Make every complete record group durable, then stop the
+			// media so that Close cannot add a trailer.
+			w.Flush()
+			r.out.stop.Store(true)
+			w.Close()
+		}
+		r.collect(w)
+	}()
+
+	if err := d.writeDirs(ctx, w, at); err != nil {
+		return fmt.Errorf("stream %d (%s): %w", r.st.Index, r.st.Dest, err)
+	}
+	if err := d.writeFiles(ctx, w, r, at); err != nil {
+		return fmt.Errorf("stream %d (%s): %w", r.st.Index, r.st.Dest, err)
+	}
+	closed = true
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("stream %d (%s): %w", r.st.Index, r.st.Dest, err)
+	}
+	if err := r.out.sync(); err != nil {
+		return fmt.Errorf("stream %d: %w", r.st.Index, err)
+	}
+	return d.finishStream(r, w)
+}
+
+// collect fills the stream's result from the writer.
+func (r *streamRun) collect(w *stream.Writer) {
+	cp := w.Checkpoint()
+	r.res.Files = int64(cp.Files)
+	r.res.DataBytes = int64(cp.DataBytes)
+	r.res.Media, _ = r.out.mediaFiles()
+	r.res.Bytes = w.Stats().Physical
+}
+
+// finishStream records a complete stream and its media files.
+func (d *dumper) finishStream(r *streamRun, w *stream.Writer) error {
+	r.collect(w)
+	names, sizes := r.out.mediaFiles()
+	var total int64
+	for k, p := range names {
+		sz := sizes[k]
+		if sz < 0 {
+			sz = w.Stats().Physical
+		}
+		total += sz
+		if err := d.db.AddMediaFile(inventoryMedia(d.session, r.st.Index, k, p, sz)); err != nil {
+			return err
+		}
+	}
+	r.res.Bytes = total
+	return d.db.UpdateStream(d.session, r.st.Index, total, inventory.StatusComplete)
+}
+
+// writeDirs writes the directory section, or what is left of it.
+func (d *dumper) writeDirs(ctx context.Context, w *stream.Writer, at *stream.Checkpoint) error {
+	if at != nil && at.Phase != stream.PhaseDirs {
+		return nil // the section is complete
+	}
+	for _, dir := range d.sel.dirs {
+		if at != nil && at.Dirs > 0 && dir.meta.Ino <= at.LastIno {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := w.BeginDir(dir.meta, dir.parent, dir.xattrs); err != nil {
+			return err
+		}
+		if err := w.AddEntries(dir.entries...); err != nil {
+			return err
+		}
+		if err := w.EndDir(); err != nil {
+			return err
+		}
+	}
+	return w.EndDirs()
+}
+
+// writeFiles writes the stream's share of the files after the resume
+// point. Dense shares are read with the inode-order walk (large sequential
+// reads); sparse ones, typical of incremental dumps, inode by inode.
+func (d *dumper) writeFiles(ctx context.Context, w *stream.Writer, r *streamRun, at *stream.Checkpoint) error {
+	files := r.files
+	if at != nil && at.Phase != stream.PhaseDirs && at.Files > 0 {
+		i := 0
+		for i < len(files) && files[i].ino <= at.LastIno {
+			i++
+		}
+		files = files[i:]
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	inRange := 0
+	first, last := files[0].ino, files[len(files)-1].ino
+	for _, in := range d.model.inodes {
+		if in.ino >= first && in.ino <= last {
+			inRange++
+		}
+	}
+	if len(files)*8 < inRange {
+		for _, f := range files {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			raw, err := d.fs.InodeRaw(f.ino)
+			if err != nil {
+				return err
+			}
+			if err := d.dumpFile(w, f.ino, raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	i := 0
+	err := d.fs.WalkInodes(ctx, func(ino uint64, raw []byte) error {
+		if ino < files[i].ino {
+			return nil
+		}
+		for i < len(files) && files[i].ino < ino {
+			d.problem("inode %d: no longer allocated during the dump", files[i].ino)
+			i++
+		}
+		if i == len(files) {
+			return errWalkDone
+		}
+		if files[i].ino != ino {
+			return nil
+		}
+		i++
+		if err := d.dumpFile(w, ino, raw); err != nil {
+			return err
+		}
+		if i == len(files) {
+			return errWalkDone
+		}
+		return nil
+	})
+	if errors.Is(err, errWalkDone) {
+		err = nil
+	}
+	if err == nil && i < len(files) {
+		return fmt.Errorf("inode %d and %d more: not found by the inode walk", files[i].ino, len(files)-i-1)
+	}
+	return err
+}
+
+// countingReader adds what passes through it to the progress counter.
+type countingReader struct {
+	r io.Reader
+	d *dumper
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.d.data.Add(int64(n))
+	return n, err
+}
+
+// dumpFile writes one non-directory inode. Corruption that makes it
+// unreadable is reported and the inode skipped (before anything of it is
+// written); errors from the stream or the device end the dump.
+func (d *dumper) dumpFile(w *stream.Writer, ino uint64, raw []byte) error {
+	if d.opts.beforeFile != nil {
+		d.opts.beforeFile(ino)
+	}
+	ip, err := d.fs.DecodeInode(ino, raw)
+	if err != nil {
+		d.problem("%v: not dumped", err)
+		return nil
+	}
+	meta, err := metaOf(d.fs, ip)
+	if err != nil {
+		d.problem("%v: not dumped", err)
+		return nil
+	}
+	xattrs, err := xattrsOf(d.fs, ip)
+	if err != nil {
+		if isIOError(err) {
+			return err
+		}
+		d.problem("inode %d: attributes: %v: not dumped", ino, err)
+		return nil
+	}
+	switch {
+	case ip.IsReg():
+		f, err := d.fs.OpenFile(ip)
+		if err != nil {
+			if isIOError(err) {
+				return err
+			}
+			d.problem("%v: not dumped", err)
+			return nil
+		}
+		if err := w.BeginFile(meta, xattrs); err != nil {
+			return err
+		}
+		for _, run := range f.DataMap() {
+			if run.Kind != xfs.RunData {
+				continue // holes and unwritten extents are holes
+			}
+			cr := &countingReader{r: io.NewSectionReader(f, run.Off, run.Len), d: d}
+			if err := w.WriteData(run.Off, cr, run.Len); err != nil {
+				return err
+			}
+		}
+		if err := w.EndFile(); err != nil {
+			return err
+		}
+	case ip.IsSymlink():
+		target, err := d.fs.Readlink(ip)
+		if err != nil {
+			if isIOError(err) {
+				return err
+			}
+			d.problem("%v: not dumped", err)
+			return nil
+		}
+		meta.Symlink = target
+		if err := w.WriteFile(meta, xattrs, nil); err != nil {
+			return err
+		}
+	default:
+		if err := w.WriteFile(meta, xattrs, nil); err != nil {
+			return err
+		}
+	}
+	d.files.Add(1)
+	return nil
+}
+
+// isIOError tells device failures, which end a dump, from everything else
+// (corruption, unsupported inodes), which is reported per inode.
+func isIOError(err error) bool {
+	var pe *os.PathError
+	var errno syscall.Errno
+	return errors.As(err, &pe) || errors.As(err, &errno) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+func inventoryMedia(session string, stream, seq int, path string, size int64) inventory.MediaFile {
+	return inventory.MediaFile{SessionID: session, Stream: stream, Seq: seq, Path: path, Bytes: size}
+}
