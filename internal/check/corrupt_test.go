@@ -44,6 +44,8 @@ var corruptions = []corruption{
 	{name: "inobt-freemask", cmds: []string{"agi 0", "addr root", "write -d recs[2].free 7"}, want: "inode"},
 	{name: "inobt-crc", cmds: []string{"agi 0", "addr root", "write -c level 3"}, want: "inobt"},
 	{name: "finobt-crc", cmds: []string{"agi 0", "addr free_root", "write -c level 1"}, want: "finobt"},
+	{name: "rmapbt-owner", cmds: []string{"agf 0", "addr rmaproot", "write -d recs[12].owner 77"}, want: "reverse mapping"},
+	{name: "rmapbt-crc", cmds: []string{"agf 0", "addr rmaproot", "write -c numrecs 2"}, want: "rmapbt"},
 	// inode cores and forks
 	{name: "inode-crc", form: oracle.FormFileExtents, cmds: []string{"inode $INO", "write -c core.mode 0100600"}, want: "inode"},
 	{name: "inode-nblocks", form: oracle.FormFileExtents, cmds: []string{"inode $INO", "write -d core.nblocks 99"}, want: "nblocks"},

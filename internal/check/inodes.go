@@ -104,7 +104,7 @@ func (c *checker) checkForks(ip *xfs.Inode) error {
 			blocks += e.Length
 			agno, agbno := sb.FSBToAG(e.StartBlock)
 			if agno < sb.AGCount {
-				c.claim(agno, use{start: agbno, length: uint32(e.Length), kind: kind, ino: ip.Ino, offset: e.Offset})
+				c.claim(agno, use{start: agbno, length: uint32(e.Length), kind: kind, ino: ip.Ino, offset: e.Offset, unwritten: e.Unwritten})
 			}
 			return nil
 		}, func(fsb uint64) {

@@ -40,6 +40,7 @@ type use struct {
 	kind          ownerKind
 	ino           uint64 // for data/attr/bmbt
 	offset        uint64 // file offset in blocks, for data/attr
+	unwritten     bool   // data extent is unwritten (preallocated)
 }
 
 func (u use) describe() string {

@@ -5,6 +5,9 @@ package check
 // match the refcount B-tree.
 func (c *checker) checkSpace() error {
 	for agno := uint32(0); agno < c.sb.AGCount; agno++ {
+		if c.sb.HasRmapbt() && c.ags[agno].agf != nil {
+			c.compareRmaps(agno)
+		}
 		shared := c.space[agno].sweep(c.r, agno, c.sb.AGLength(agno), c.sb.HasReflink(), c.sb.AGToFSB)
 		if c.sb.HasReflink() && c.ags[agno].agf != nil {
 			c.compareRefcounts(agno, shared)
