@@ -172,8 +172,13 @@ func dtDirSpecs(big bool, nodeCount int) []dtSpec {
 // listing of every directory, unmounts and opens the image.
 func dtBuild(t *testing.T, opts []string, specs []dtSpec, extra func(mnt string)) *dtFixture {
 	t.Helper()
+	return dtBuildSized(t, "1g", opts, specs, extra)
+}
+
+func dtBuildSized(t *testing.T, size string, opts []string, specs []dtSpec, extra func(mnt string)) *dtFixture {
+	t.Helper()
 	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools)
-	img := oracle.Mkfs(t, "1g", opts...)
+	img := oracle.Mkfs(t, size, opts...)
 	mnt := oracle.Mount(t, img, false)
 	oracle.MustBeMounted(t, mnt)
 	fx := &dtFixture{img: img, dirs: map[string]dtDir{}}
@@ -443,5 +448,68 @@ func TestDirCorruption(t *testing.T) {
 		if _, err := fx.fs.ReadDir(ip); err != nil {
 			t.Fatalf("%s: restored block: %v", name, err)
 		}
+	}
+}
+
+// Inode numbers above 2^32 (a sparse 2.1 TiB image whose third AG starts
+// at inode 2^32): shortform directories then store 8-byte inode numbers
+// (i8count), block directories name them, and lookups and paths reach them.
+func TestDirInode64(t *testing.T) {
+	var hi string
+	kern := map[string]dtDir{}
+	fx := dtBuildSized(t, "2100g", []string{"-d", "agsize=1023g", "-l", "size=64m"}, nil, func(mnt string) {
+		// New directories rotate through the AGs; take one in AG 2.
+		for i := 0; i < 6 && hi == ""; i++ {
+			name := fmt.Sprintf("d%d", i)
+			dtMust(t, os.Mkdir(filepath.Join(mnt, name), 0o755))
+			if dtStatIno(t, filepath.Join(mnt, name)) > 1<<32 {
+				hi = name
+			}
+		}
+		if hi == "" {
+			t.Fatal("no directory landed above inode 2^32")
+		}
+		dtTouch(t, filepath.Join(mnt, hi), []string{"a", "bb"})
+		dtMust(t, os.Mkdir(filepath.Join(mnt, hi, "sub"), 0o755))
+		dtTouch(t, filepath.Join(mnt, hi, "blockform"), dtNames("f", 80, 0))
+		for _, d := range []string{".", hi, hi + "/sub", hi + "/blockform"} {
+			p := filepath.Join(mnt, d)
+			kern[d] = dtDir{dtStatIno(t, p), dtListKernel(t, p)}
+		}
+		root := kern["."]
+		root.want[".."] = root.want["."]
+	})
+	i8 := 0
+	for name, d := range kern {
+		ip, err := fx.fs.Inode(d.ino)
+		dtMust(t, err)
+		if ip.Format == ondisk.FmtLocal {
+			data, err := ip.LocalData()
+			dtMust(t, err)
+			sf, err := ondisk.DecodeDirSF(data, true)
+			dtMust(t, err)
+			i8 += int(sf.I8Count)
+		}
+		t.Run(name, func(t *testing.T) {
+			fx.checkReadDir(t, ip, d)
+			form, _ := fx.dtForm(t, ip)
+			fx.checkLookups(t, ip, d, form)
+		})
+	}
+	if i8 == 0 {
+		t.Error("no shortform directory used 8-byte inode numbers")
+	}
+	for p, want := range map[string]uint64{
+		hi + "/bb": kern[hi].want["bb"].ino, hi + "/sub/..": kern[hi].ino,
+		hi + "/blockform/f7_": kern[hi+"/blockform"].want["f7_"].ino,
+	} {
+		ip, err := fx.fs.ResolvePath(p, true)
+		dtMust(t, err)
+		if ip.Ino != want {
+			t.Errorf("%s resolved to inode %d, kernel %d", p, ip.Ino, want)
+		}
+	}
+	if kern[hi].ino <= 1<<32 || kern[hi].want["bb"].ino <= 1<<32 {
+		t.Error("test directory is not above inode 2^32")
 	}
 }
