@@ -1,6 +1,7 @@
 package xfs_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -84,6 +85,52 @@ func TestWalkAGBtree(t *testing.T) {
 	t.Run("xfs_db", func(t *testing.T) { testWalkAGBtreesAgainstXfsDB(t, img) })
 	t.Run("corruption", func(t *testing.T) { testWalkAGBtreeCorruption(t, img) })
 	t.Run("mutations", func(t *testing.T) { testWalkAGBtreeMutations(t, img) })
+	t.Run("inobt lookup", func(t *testing.T) { testLookupInobt(t, img) })
+}
+
+// testLookupInobt looks up every chunk of a two-level inode B-tree by its
+// first and last inode, and inode numbers between chunks.
+func testLookupInobt(t *testing.T, img string) {
+	fs, err := xfs.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	recs := map[uint32][]ondisk.InobtRec{}
+	if err := fs.WalkInodeChunks(context.Background(), func(ag uint32, r ondisk.InobtRec) error {
+		recs[ag] = append(recs[ag], r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deep, gaps := false, 0
+	for ag, rs := range recs {
+		if _, levels, _ := fs.AGBtreeRoot(ag, ondisk.InobtMagic); levels > 1 {
+			deep = true
+		}
+		for i, r := range rs {
+			for _, off := range []uint32{0, 17, 63} {
+				got, found, err := fs.LookupInobt(ag, r.StartIno+off)
+				if err != nil || !found || got != r {
+					t.Fatalf("AG %d lookup of %d: %+v found %v err %v, want %+v", ag, r.StartIno+off, got, found, err, r)
+				}
+			}
+			if i+1 < len(rs) && rs[i+1].StartIno > r.StartIno+64 {
+				gaps++
+				if _, found, err := fs.LookupInobt(ag, r.StartIno+64); found || err != nil {
+					t.Errorf("AG %d: inode %d between chunks found (%v)", ag, r.StartIno+64, err)
+				}
+			}
+		}
+		if len(rs) > 0 && rs[0].StartIno > 0 {
+			if _, found, err := fs.LookupInobt(ag, rs[0].StartIno-1); found || err != nil {
+				t.Errorf("AG %d: inode before the first chunk found (%v)", ag, err)
+			}
+		}
+	}
+	if !deep || gaps == 0 {
+		t.Errorf("image has no multi-level inobt (%v) or no gaps between chunks (%d)", deep, gaps)
+	}
 }
 
 // bwDBBlock is one block as `btdump -i` prints it.
