@@ -76,15 +76,11 @@ func (g *Geometry) writeAG(dev image.Device, fl *fsLayout, a *agLayout) error {
 	sb := g.superblockFor(a.agno, fl)
 	sb.Encode(buf[0:ss])
 
-	var freeblks uint32
-	for _, e := range a.free {
-		freeblks += e.len
-	}
 	agf := ondisk.AGF{
 		Magic: ondisk.AGFMagic, Version: ondisk.AGFVersion, SeqNo: a.agno, Length: a.length,
 		BnoRoot: mp.bnoBlock, CntRoot: mp.cntBlock, BnoLevel: 1, CntLevel: 1,
 		FLFirst: 1, FLLast: uint32(len(a.agfl)) % uint32(mp.agflSize), FLCount: uint32(len(a.agfl)),
-		FreeBlks: freeblks, Longest: a.longest, UUID: uuid,
+		FreeBlks: a.freeblks, Longest: a.longest, UUID: uuid,
 	}
 	if g.Rmapbt {
 		agf.RmapRoot, agf.RmapLevel, agf.RmapBlocks = mp.rmapBlock, 1, 1
@@ -123,32 +119,22 @@ func (g *Geometry) writeAG(dev image.Device, fl *fsLayout, a *agLayout) error {
 	agfl.Encode(buf[3*ss : 4*ss])
 
 	block := func(agbno uint32) []byte { return buf[int(agbno)*bs : int(agbno+1)*bs] }
-	cnt := append([]extent(nil), a.free...)
-	sortBySize(cnt)
 	roots := []struct {
-		on      bool
-		magic   uint32
-		agbno   uint32
-		n, size int
-		rec     func(int, []byte)
+		on    bool
+		magic uint32
+		agbno uint32
+		recs  *leaf
 	}{
-		{true, ondisk.BnobtMagic, mp.bnoBlock, len(a.free), ondisk.AllocRecSize, func(i int, b []byte) {
-			ondisk.AllocRec{StartBlock: a.free[i].bno, BlockCount: a.free[i].len}.Encode(b)
-		}},
-		{true, ondisk.CntbtMagic, mp.cntBlock, len(cnt), ondisk.AllocRecSize, func(i int, b []byte) {
-			ondisk.AllocRec{StartBlock: cnt[i].bno, BlockCount: cnt[i].len}.Encode(b)
-		}},
-		{true, ondisk.InobtMagic, mp.ibtBlock, len(a.inobt), ondisk.InobtRecSize, func(i int, b []byte) { a.inobt[i].Encode(b) }},
-		{g.Finobt, ondisk.FinobtMagic, mp.fibtBlock, len(a.inobt), ondisk.InobtRecSize, func(i int, b []byte) { a.inobt[i].Encode(b) }},
-		{g.Rmapbt, ondisk.RmapbtMagic, mp.rmapBlock, len(a.rmaps), ondisk.RmapRecSize, func(i int, b []byte) { a.rmaps[i].Encode(b) }},
-		{g.Reflink, ondisk.RefcbtMagic, mp.refcBlock, 0, ondisk.RefcountRecSize, nil},
+		{true, ondisk.BnobtMagic, mp.bnoBlock, a.bno},
+		{true, ondisk.CntbtMagic, mp.cntBlock, a.cnt},
+		{true, ondisk.InobtMagic, mp.ibtBlock, a.inobt},
+		{g.Finobt, ondisk.FinobtMagic, mp.fibtBlock, a.finobt},
+		{g.Rmapbt, ondisk.RmapbtMagic, mp.rmapBlock, a.rmap},
+		{g.Reflink, ondisk.RefcbtMagic, mp.refcBlock, newLeaf(bs, ondisk.RefcountRecSize)},
 	}
 	for _, r := range roots {
-		if !r.on {
-			continue
-		}
-		if err := g.btreeRoot(block(r.agbno), r.magic, a.agno, r.agbno, r.n, r.rec, r.size); err != nil {
-			return err
+		if r.on {
+			g.btreeRoot(block(r.agbno), r.magic, a.agno, r.agbno, r.recs)
 		}
 	}
 	if _, err := dev.WriteAt(buf, g.agbOffset(a.agno, 0)); err != nil {
@@ -157,30 +143,16 @@ func (g *Geometry) writeAG(dev image.Device, fl *fsLayout, a *agLayout) error {
 	return nil
 }
 
-// sortBySize orders free extents as the by-size B-tree does.
-func sortBySize(es []extent) {
-	for i := 1; i < len(es); i++ {
-		for j := i; j > 0 && (es[j].len < es[j-1].len || es[j].len == es[j-1].len && es[j].bno < es[j-1].bno); j-- {
-			es[j], es[j-1] = es[j-1], es[j]
-		}
-	}
-}
-
-// btreeRoot formats a single-level short-form B-tree root with n records.
-func (g *Geometry) btreeRoot(buf []byte, magic, agno, agbno uint32, n int, rec func(int, []byte), recSize int) error {
-	if ondisk.ShortHdrSize+n*recSize > len(buf) {
-		return fmt.Errorf("AG %d: %s root: %d records do not fit in one block", agno, ondisk.BtreeName(magic), n)
-	}
+// btreeRoot formats a single-level short-form B-tree root holding the
+// record area of l (including what deleted records left behind).
+func (g *Geometry) btreeRoot(buf []byte, magic, agno, agbno uint32, l *leaf) {
 	h := ondisk.BtreeHeader{
-		Magic: magic, NumRecs: uint16(n), LeftSib: ondisk.NullLongPtr, RightSib: ondisk.NullLongPtr,
+		Magic: magic, NumRecs: uint16(l.n), LeftSib: ondisk.NullLongPtr, RightSib: ondisk.NullLongPtr,
 		Blkno: g.daddr(agno, agbno), UUID: g.UUID, Owner: uint64(agno),
 	}
 	h.Encode(buf)
-	for i := 0; i < n; i++ {
-		rec(i, buf[ondisk.ShortHdrSize+i*recSize:])
-	}
+	copy(buf[ondisk.ShortHdrSize:], l.data)
 	ondisk.SealBtreeBlock(buf, false)
-	return nil
 }
 
 // writeRootChunk writes the first inode chunk of AG 0 with the root
