@@ -2,7 +2,11 @@ package ondisk_test
 
 import (
 	"encoding/binary"
+	"os"
+	"os/exec"
 	"testing"
+
+	"xfskit/internal/oracle"
 
 	"xfskit/ondisk"
 )
@@ -63,6 +67,42 @@ func fuzzSeeds(f *testing.F) {
 	ondisk.InobtRec{StartIno: 128, HoleMask: 0xff00, Count: 32, FreeCount: 30, Free: 0xffffffff0000fffc, Sparse: true}.Encode(rec)
 	f.Add(rec, uint32(3))
 	f.Add([]byte{}, uint32(0))
+	fuzzRealSeeds(f)
+}
+
+// fuzzRealSeeds adds the AG header sectors and B-tree root blocks of a
+// fresh mkfs.xfs image (rmapbt and reflink on), when mkfs.xfs is installed.
+func fuzzRealSeeds(f *testing.F) {
+	if _, err := exec.LookPath("mkfs.xfs"); err != nil {
+		return
+	}
+	img := oracle.Mkfs(f, "600m", "-m", "rmapbt=1,reflink=1", "-d", "agcount=2")
+	fh, err := os.Open(img)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer fh.Close()
+	read := func(off, n int) []byte {
+		b := make([]byte, n)
+		if _, err := fh.ReadAt(b, int64(off)); err != nil {
+			f.Fatalf("reading %s: %v", img, err)
+		}
+		return b
+	}
+	sb, err := ondisk.DecodeSuperblock(read(0, 512))
+	if err != nil {
+		f.Fatal(err)
+	}
+	ss, bs := int(sb.SectSize), int(sb.BlockSize)
+	for i := 0; i <= 3; i++ {
+		f.Add(read(i*ss, ss), uint32(0))
+	}
+	agf, _ := ondisk.DecodeAGF(read(ss, ss))
+	agi, _ := ondisk.DecodeAGI(read(2*ss, ss))
+	for _, root := range []uint32{agf.BnoRoot, agf.CntRoot, agf.RmapRoot, agf.RefcountRoot, agi.Root, agi.FreeRoot} {
+		blk := read(int(root)*bs, bs)
+		f.Add(blk[ondisk.ShortHdrSize:ondisk.ShortHdrSize+2*ondisk.RmapRecSize], uint32(0))
+	}
 }
 
 // FuzzAGHeaders: the AG header decoders and verifiers never panic, and what
