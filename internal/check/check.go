@@ -109,6 +109,7 @@ func (c *checker) run() error {
 		{"log", c.checkLog},
 		{"AG headers and B-trees", c.checkAGs},
 		{"inodes", c.checkInodes},
+		{"free inodes", c.checkFreeInodes},
 		{"directories", c.checkDirectories},
 		{"space map", c.checkSpace},
 		{"summary counters", c.checkCounters},
