@@ -391,7 +391,10 @@ func (s *Superblock) Verify(sectorBuf []byte, where string) error {
 		if s.FeaturesIncompat&^uint32(IncompatKnown) != 0 {
 			return c("features_incompat", "unknown incompatible features 0x%x", s.FeaturesIncompat&^uint32(IncompatKnown))
 		}
-		if s.HasSpinodes() && (s.SpinoAlign == 0 || s.SpinoAlign > s.InoAlignMt && s.InoAlignMt != 0) {
+		// A zero alignment is legal (mkfs.xfs writes it when a block holds
+		// a whole chunk, e.g. 64 KiB blocks); otherwise it must divide the
+		// inode chunk alignment.
+		if s.HasSpinodes() && s.SpinoAlign != 0 && (s.SpinoAlign > s.InoAlignMt || s.InoAlignMt%s.SpinoAlign != 0) {
 			return c("spino_align", "%d invalid with inode alignment %d", s.SpinoAlign, s.InoAlignMt)
 		}
 	}

@@ -15,6 +15,7 @@ var geometries = []oracle.CorpusOptions{
 	{BlockSize: 1024},
 	{BlockSize: 2048, InodeSize: 1024},
 	{BlockSize: 65536, DirBlockSize: 65536, InodeSize: 2048},
+	{BlockSize: 65536, Mkfs: []string{"-m", "rmapbt=1"}},
 	{InodeSize: 1024, DirBlockSize: 16384},
 	{Mkfs: []string{"-m", "rmapbt=1"}},
 	{Mkfs: []string{"-m", "reflink=0,finobt=0", "-i", "sparse=0"}},

@@ -22,6 +22,7 @@ func TestEngineReadsWhatKernelShows(t *testing.T) {
 		{BlockSize: 1024},
 		{BlockSize: 2048, InodeSize: 1024},
 		{BlockSize: 65536, DirBlockSize: 65536, InodeSize: 2048},
+		{BlockSize: 65536, Mkfs: []string{"-m", "rmapbt=1"}},
 		{InodeSize: 1024, DirBlockSize: 16384},
 		{Mkfs: []string{"-m", "rmapbt=1"}},
 		{Mkfs: []string{"-m", "reflink=0,finobt=0", "-i", "sparse=0"}},
