@@ -56,6 +56,11 @@ func (c *checker) checkDirectories() error {
 			c.inodes[dino].ok = false // don't judge its link count
 			continue
 		}
+		if ip.Format != ondisk.FmtLocal {
+			if err := c.checkDirIndex(ip); err != nil {
+				return err
+			}
+		}
 		seen := map[string]bool{}
 		for _, e := range ents {
 			name := string(e.Name)

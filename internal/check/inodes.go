@@ -65,6 +65,10 @@ func (c *checker) checkInodes() error {
 					return err
 				}
 				c.r.fromErr(-1, ino, -1, err)
+			} else if ip.AFormat != ondisk.FmtLocal {
+				if err := c.checkAttrIndex(ip); err != nil {
+					return err
+				}
 			}
 		}
 		if ip.IsSymlink() {
