@@ -91,7 +91,8 @@ var ErrStopWalk = errors.New("stop walk")
 // child's highest key), sibling pointers must link each level left to right,
 // and a block reached twice (a cycle or a shared block) is corruption. The
 // first corruption, as a *ondisk.CorruptError naming AG and block, ends the
-// walk; visit errors end it too and are returned unchanged.
+// walk; visit errors end it too and are returned unchanged, except
+// ErrStopWalk, which ends it with nil.
 func (f *FS) WalkAGBtree(agno, root uint32, levels int, geom ondisk.BtreeGeometry, visit func(b *BtreeBlock) error) error {
 	return f.WalkAGBtreeReport(agno, root, levels, geom, visit, nil)
 }
