@@ -1,0 +1,166 @@
+package restore
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"xfskit/internal/oracle"
+	"xfskit/internal/stream"
+)
+
+func TestRestoreEveryType(t *testing.T) {
+	oracle.Require(t, oracle.Root)
+	for _, c := range []struct {
+		name string
+		o    dumpOpts
+	}{
+		{"zstd", dumpOpts{}},
+		{"none-2streams", dumpOpts{compression: stream.CompressNone, streams: 2}},
+		{"xz-4streams-media", dumpOpts{compression: stream.CompressXZ, streams: 4, chunkSize: stream.MinChunkSize, mediaSize: 300 << 10}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			src, out, dest := filepath.Join(tmp, "src"), filepath.Join(tmp, "out"), filepath.Join(tmp, "dest")
+			os.Mkdir(src, 0o755)
+			os.Mkdir(out, 0o755)
+			fullTree(t, src)
+			d := dumpDir(t, src, out, c.o)
+			srcs := d.files
+			if c.o.mediaSize > 0 {
+				// Every media file by name, in reverse order.
+				srcs = nil
+				for _, f := range d.files {
+					m, _ := filepath.Glob(f + ".*")
+					for i := len(m) - 1; i >= 0; i-- {
+						srcs = append(srcs, m[i])
+					}
+				}
+				if len(srcs) < len(d.files)+3 {
+					t.Fatalf("%d media files for %d streams, want several more", len(srcs), len(d.files))
+				}
+			}
+			res := runRestore(t, Options{Sources: srcs, Dest: dest})
+			requireOK(t, res)
+			checkTimes(t, dest, d.meta)
+			sameTree(t, src, dest)
+			if _, err := os.Lstat(filepath.Join(dest, stateDirName)); !os.IsNotExist(err) {
+				t.Errorf("state directory left behind after a plain restore: %v", err)
+			}
+			if res.Files == 0 || res.Links != 2 {
+				t.Errorf("files %d links %d", res.Files, res.Links)
+			}
+		})
+	}
+}
+
+func TestRestoreBaseNameMedia(t *testing.T) {
+	oracle.Require(t, oracle.Root)
+	tmp := t.TempDir()
+	src, out, dest := filepath.Join(tmp, "src"), filepath.Join(tmp, "out"), filepath.Join(tmp, "dest")
+	os.Mkdir(src, 0o755)
+	os.Mkdir(out, 0o755)
+	fullTree(t, src)
+	d := dumpDir(t, src, out, dumpOpts{chunkSize: stream.MinChunkSize, mediaSize: 200 << 10, compression: stream.CompressNone})
+	// The base name stands for its numbered media files.
+	requireOK(t, runRestore(t, Options{Sources: d.files, Dest: dest}))
+	sameTree(t, src, dest)
+}
+
+func TestSubtreeSelection(t *testing.T) {
+	oracle.Require(t, oracle.Root)
+	tmp := t.TempDir()
+	src, out := filepath.Join(tmp, "src"), filepath.Join(tmp, "out")
+	os.Mkdir(src, 0o755)
+	os.Mkdir(out, 0o755)
+	fullTree(t, src)
+	d := dumpDir(t, src, out, dumpOpts{streams: 2})
+	dest := filepath.Join(tmp, "dest")
+	requireOK(t, runRestore(t, Options{Sources: d.files, Dest: dest, Subtrees: []string{"a/b", "/sparse", "./names/"}}))
+	var got []string
+	for _, p := range dirListing(t, dest) {
+		rel, _ := filepath.Rel(dest, p)
+		got = append(got, rel)
+	}
+	want := []string{".", "a", "a/b", "a/b/c", "a/b/c/deep", "a/b/dangling", "a/b/hard1", "names", "sparse"}
+	for _, n := range []string{strings.Repeat("n", 255), "ütf-8 ☃ name", "with\nnewline", "\xff\xfe not utf8"} {
+		want = append(want, "names/"+n)
+	}
+	if strings.Join(sortStrings(got), "|") != strings.Join(sortStrings(want), "|") {
+		t.Fatalf("restored %q\nwant %q", got, want)
+	}
+	if !bytes.Equal(readAll(t, filepath.Join(dest, "a/b/hard1")), []byte("hello\n")) {
+		t.Error("a/b/hard1 content")
+	}
+	if _, err := Restore(t.Context(), Options{Sources: d.files, Dest: dest, Subtrees: []string{"../x"}}); err == nil {
+		t.Error("-s ../x accepted")
+	}
+}
+
+func sortStrings(s []string) []string {
+	out := append([]string{}, s...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+func TestTOC(t *testing.T) {
+	oracle.Require(t, oracle.Root)
+	tmp := t.TempDir()
+	src, out := filepath.Join(tmp, "src"), filepath.Join(tmp, "out")
+	os.Mkdir(src, 0o755)
+	os.Mkdir(out, 0o755)
+	fullTree(t, src)
+	d := dumpDir(t, src, out, dumpOpts{streams: 2})
+	var text bytes.Buffer
+	res, err := Restore(t.Context(), Options{Sources: d.files, TOC: true, TOCOut: &text})
+	if err != nil || !res.OK() {
+		t.Fatalf("toc: %v %+v", err, res)
+	}
+	lines := strings.Split(strings.TrimSuffix(text.String(), "\n"), "\n")
+	var want []string
+	for p, m := range d.meta {
+		if p == "." {
+			continue
+		}
+		if m.Type() == stream.TypeDir {
+			p += "/"
+		}
+		want = append(want, strings.Split(p, "\n")...)
+	}
+	if strings.Join(sortStrings(lines), "|") != strings.Join(sortStrings(want), "|") {
+		t.Errorf("toc:\n%q\nwant\n%q", lines, want)
+	}
+	var js bytes.Buffer
+	if _, err := Restore(t.Context(), Options{Sources: d.files, TOC: true, TOCOut: &js, JSON: true, Subtrees: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Entries []TOCEntry `json:"entries"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, e := range doc.Entries {
+		if !strings.HasPrefix(e.Path, "a") {
+			t.Errorf("entry %q outside the selection", e.Path)
+		}
+		m := d.meta[e.Path]
+		if e.Size != m.Size || e.Mode != m.Mode&0o7777 || e.Ino != m.Ino || e.Target != m.Symlink || e.Mtime != fmtTime(m.Mtime) || e.Type != typeNames[m.Type()] {
+			t.Errorf("%s: %+v, want %+v", e.Path, e, m)
+		}
+		seen++
+	}
+	if seen != 9 { // a, a/small, a/empty, a/abs-link, a/b, a/b/c, a/b/c/deep, a/b/dangling, a/b/hard1
+		t.Errorf("%d entries under a", seen)
+	}
+}

@@ -1,0 +1,392 @@
+package restore
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"xfskit/internal/stream"
+)
+
+// target is the destination directory and the policies for writing to it.
+type target struct {
+	root     int  // descriptor of the destination directory
+	asRoot   bool // running with euid 0
+	chown    bool // restore owners
+	uid, gid int  // forced owner (-1: from the dump)
+}
+
+const dirFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+
+// procPath names a descriptor (and optionally a name in it, for a
+// directory descriptor) through /proc/self/fd, for the calls that have no
+// descriptor-relative form.
+func procPath(fd int, name string) string {
+	p := "/proc/self/fd/" + strconv.Itoa(fd)
+	if name != "" {
+		p += "/" + name
+	}
+	return p
+}
+
+// locator says where a directory inode is: its parent directory and name.
+type locator func(ino uint64) (parent uint64, name string, ok bool)
+
+// dirCache keeps descriptors of recently used directories. A descriptor
+// follows its directory when it is renamed, so entries stay valid while
+// a cumulative restore moves directories around. Directories are opened
+// one component at a time with O_NOFOLLOW, so no symlink is ever followed.
+type dirCache struct {
+	t       *target
+	rootIno uint64
+	loc     locator
+	max     int
+	m       map[uint64]*list.Element
+	lru     list.List
+	pinned  map[uint64]int // descriptors owned by the caller
+}
+
+type cent struct {
+	ino uint64
+	fd  int
+}
+
+func newDirCache(t *target, rootIno uint64, loc locator) *dirCache {
+	return &dirCache{t: t, rootIno: rootIno, loc: loc, max: 64, m: map[uint64]*list.Element{}}
+}
+
+// open returns a descriptor of directory ino, owned by the cache: valid
+// until the next call to open.
+func (c *dirCache) open(ino uint64) (int, error) { return c.openDepth(ino, 0) }
+
+func (c *dirCache) openDepth(ino uint64, depth int) (int, error) {
+	if ino == c.rootIno {
+		return c.t.root, nil
+	}
+	if fd, ok := c.pinned[ino]; ok {
+		return fd, nil
+	}
+	if e, ok := c.m[ino]; ok {
+		c.lru.MoveToFront(e)
+		return e.Value.(*cent).fd, nil
+	}
+	if depth > 1<<16 {
+		return -1, errors.New("directory nesting too deep (loop?)")
+	}
+	parent, name, ok := c.loc(ino)
+	if !ok {
+		return -1, fmt.Errorf("directory inode %d has no place in the tree", ino)
+	}
+	pfd, err := c.openDepth(parent, depth+1)
+	if err != nil {
+		return -1, err
+	}
+	fd, err := unix.Openat(pfd, name, dirFlags, 0)
+	if err != nil {
+		if err == unix.ELOOP || err == unix.ENOTDIR {
+			return -1, fmt.Errorf("open directory %q: not a directory (symlinks are not followed)", name)
+		}
+		return -1, fmt.Errorf("open directory %q: %w", name, err)
+	}
+	c.m[ino] = c.lru.PushFront(&cent{ino, fd})
+	for c.lru.Len() > c.max {
+		e := c.lru.Back()
+		ce := e.Value.(*cent)
+		unix.Close(ce.fd)
+		delete(c.m, ce.ino)
+		c.lru.Remove(e)
+	}
+	return fd, nil
+}
+
+// pin makes open return fd (owned by the caller) for ino.
+func (c *dirCache) pin(ino uint64, fd int) {
+	if c.pinned == nil {
+		c.pinned = map[uint64]int{}
+	}
+	c.forget(ino)
+	c.pinned[ino] = fd
+}
+
+func (c *dirCache) unpin(ino uint64) { delete(c.pinned, ino) }
+
+// forget drops a directory from the cache.
+func (c *dirCache) forget(ino uint64) {
+	if e, ok := c.m[ino]; ok {
+		unix.Close(e.Value.(*cent).fd)
+		delete(c.m, ino)
+		c.lru.Remove(e)
+	}
+}
+
+func (c *dirCache) close() {
+	for _, e := range c.m {
+		unix.Close(e.Value.(*cent).fd)
+	}
+	c.m = map[uint64]*list.Element{}
+	c.lru.Init()
+}
+
+// ---- creating things ----
+
+// clearName removes a non-directory at name so that something new can be
+// created there (restore replaces what it restores, like xfsrestore).
+func clearName(pfd int, name string) error {
+	err := unix.Unlinkat(pfd, name, 0)
+	switch err {
+	case nil, unix.ENOENT:
+		return nil
+	case unix.EISDIR, unix.EPERM:
+		var st unix.Stat_t
+		if unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return errors.New("a directory is in the way")
+		}
+	}
+	return fmt.Errorf("remove existing entry: %w", err)
+}
+
+// mkdirAt makes sure name in pfd is a directory (mode 0700 while restoring).
+func mkdirAt(pfd int, name string) error {
+	err := unix.Mkdirat(pfd, name, 0o700)
+	if err != unix.EEXIST {
+		if err != nil {
+			return fmt.Errorf("mkdir: %w", err)
+		}
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("mkdir: %w", err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return nil
+	}
+	if err := clearName(pfd, name); err != nil {
+		return err
+	}
+	if err := unix.Mkdirat(pfd, name, 0o700); err != nil {
+		return fmt.Errorf("mkdir: %w", err)
+	}
+	return nil
+}
+
+// retryExist runs create, and once more after clearing the name if it
+// already exists.
+func retryExist(pfd int, name string, create func() error) error {
+	err := create()
+	if err == unix.EEXIST {
+		if err := clearName(pfd, name); err != nil {
+			return err
+		}
+		err = create()
+	}
+	return err
+}
+
+// createFile creates an empty regular file, never through a symlink and
+// never reusing an existing inode (which could be a hard link to a file
+// outside the destination).
+func createFile(pfd int, name string) (int, error) {
+	var fd int
+	err := retryExist(pfd, name, func() (err error) {
+		fd, err = unix.Openat(pfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return err
+	})
+	if err != nil {
+		return -1, fmt.Errorf("create: %w", err)
+	}
+	return fd, nil
+}
+
+func symlinkAt(pfd int, name, target string) error {
+	if err := retryExist(pfd, name, func() error { return unix.Symlinkat(target, pfd, name) }); err != nil {
+		return fmt.Errorf("symlink: %w", err)
+	}
+	return nil
+}
+
+func mknodAt(pfd int, name string, mode uint32, dev uint64) error {
+	if err := retryExist(pfd, name, func() error { return unix.Mknodat(pfd, name, mode, int(dev)) }); err != nil {
+		return fmt.Errorf("mknod: %w", err)
+	}
+	return nil
+}
+
+// linkAt gives the inode at (spfd, sname) the name (dpfd, dname). linkat
+// without AT_SYMLINK_FOLLOW links a symlink itself, never its target.
+func linkAt(spfd int, sname string, dpfd int, dname string) error {
+	err := unix.Linkat(spfd, sname, dpfd, dname, 0)
+	if err == unix.EEXIST {
+		var a, b unix.Stat_t
+		if unix.Fstatat(spfd, sname, &a, unix.AT_SYMLINK_NOFOLLOW) == nil &&
+			unix.Fstatat(dpfd, dname, &b, unix.AT_SYMLINK_NOFOLLOW) == nil && a.Dev == b.Dev && a.Ino == b.Ino {
+			return nil
+		}
+		if err := clearName(dpfd, dname); err != nil {
+			return err
+		}
+		err = unix.Linkat(spfd, sname, dpfd, dname, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("link: %w", err)
+	}
+	return nil
+}
+
+// ---- metadata ----
+
+// xattrName returns the Linux name of a stream attribute.
+func xattrName(x *stream.Xattr) (string, error) {
+	switch x.Namespace {
+	case stream.XattrUser:
+		return "user." + x.Name, nil
+	case stream.XattrTrusted:
+		return "trusted." + x.Name, nil
+	case stream.XattrSecurity:
+		return "security." + x.Name, nil
+	case stream.XattrRoot:
+		// The stream carries POSIX ACLs already in the Linux format as
+		// posix_acl_access/posix_acl_default.
+		return "system." + x.Name, nil
+	}
+	return "", fmt.Errorf("attribute %q: unknown namespace %d", x.Name, uint8(x.Namespace))
+}
+
+func xattrErr(name string, err error) error {
+	switch err {
+	case unix.EOPNOTSUPP:
+		ns := name
+		for i := 0; i < len(name); i++ {
+			if name[i] == '.' {
+				ns = name[:i]
+				break
+			}
+		}
+		return fmt.Errorf("attribute %s: the destination filesystem does not support %s.* attributes here", name, ns)
+	case unix.EPERM, unix.EACCES:
+		return fmt.Errorf("attribute %s: not permitted (%v)", name, err)
+	}
+	return fmt.Errorf("attribute %s: %w", name, err)
+}
+
+// setXattrs applies xattrs with set (fsetxattr on a descriptor or lsetxattr
+// on a /proc path) and returns one error per attribute that failed.
+func setXattrs(xs []stream.Xattr, set func(name string, value []byte) error) []error {
+	var errs []error
+	for i := range xs {
+		name, err := xattrName(&xs[i])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := set(name, xs[i].Value); err != nil {
+			errs = append(errs, xattrErr(name, err))
+		}
+	}
+	return errs
+}
+
+func (t *target) owner(m *stream.FileMeta) (uid, gid int, do bool) {
+	if !t.chown && t.uid < 0 && t.gid < 0 {
+		return 0, 0, false
+	}
+	uid, gid = int(m.UID), int(m.GID)
+	if !t.chown {
+		uid, gid = -1, -1
+	}
+	if t.uid >= 0 {
+		uid = t.uid
+	}
+	if t.gid >= 0 {
+		gid = t.gid
+	}
+	return uid, gid, true
+}
+
+func timespecs(m *stream.FileMeta) []unix.Timespec {
+	return []unix.Timespec{
+		{Sec: m.Atime.Sec, Nsec: int64(m.Atime.Nsec)},
+		{Sec: m.Mtime.Sec, Nsec: int64(m.Mtime.Nsec)},
+	}
+}
+
+// permBits are the mode bits chmod sets.
+func permBits(mode uint32) uint32 { return mode & 0o7777 }
+
+// setFdMeta sets owner, xattrs, mode and times of an open regular file or
+// directory. Owner goes first (chown clears setuid bits and file
+// capabilities), times last.
+func (t *target) setFdMeta(fd int, m *stream.FileMeta, xs []stream.Xattr) []error {
+	var errs []error
+	if uid, gid, ok := t.owner(m); ok {
+		if err := unix.Fchown(fd, uid, gid); err != nil {
+			errs = append(errs, fmt.Errorf("owner %d:%d: %w", uid, gid, err))
+		}
+	}
+	errs = append(errs, setXattrs(xs, func(n string, v []byte) error { return unix.Fsetxattr(fd, n, v, 0) })...)
+	if err := unix.Fchmod(fd, permBits(m.Mode)); err != nil {
+		errs = append(errs, fmt.Errorf("mode %o: %w", permBits(m.Mode), err))
+	}
+	if err := futimens(fd, timespecs(m)); err != nil {
+		errs = append(errs, fmt.Errorf("times: %w", err))
+	}
+	return errs
+}
+
+func futimens(fd int, ts []unix.Timespec) error {
+	err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH)
+	if err == unix.EINVAL || err == unix.ENOENT {
+		// Kernels without AT_EMPTY_PATH for utimensat: the magic link
+		// names the open file itself.
+		err = unix.UtimesNanoAt(unix.AT_FDCWD, procPath(fd, ""), ts, 0)
+	}
+	return err
+}
+
+// setNameMeta sets owner, xattrs, mode and times of a symlink, device,
+// fifo or socket by name in directory pfd, without following symlinks.
+func (t *target) setNameMeta(pfd int, name string, m *stream.FileMeta) []error {
+	var errs []error
+	if uid, gid, ok := t.owner(m); ok {
+		if err := unix.Fchownat(pfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			errs = append(errs, fmt.Errorf("owner %d:%d: %w", uid, gid, err))
+		}
+	}
+	return errs
+}
+
+// setSpecialMeta finishes a symlink, device node, fifo or socket.
+func (t *target) setSpecialMeta(pfd int, name string, m *stream.FileMeta, xs []stream.Xattr) []error {
+	errs := t.setNameMeta(pfd, name, m)
+	if len(xs) > 0 {
+		// lsetxattr does not follow the last component; the directory is
+		// reached through its descriptor's magic link.
+		p := procPath(pfd, name)
+		errs = append(errs, setXattrs(xs, func(n string, v []byte) error { return unix.Lsetxattr(p, n, v, 0) })...)
+	}
+	if m.Type() != stream.TypeSymlink {
+		// chmod through an O_PATH descriptor of the node itself: opening
+		// a device or fifo for real could block or have side effects.
+		fd, err := unix.Openat(pfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			var st unix.Stat_t
+			if err = unix.Fstat(fd, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+				err = errors.New("replaced by a symlink")
+			}
+			if err == nil {
+				err = unix.Fchmodat(unix.AT_FDCWD, procPath(fd, ""), permBits(m.Mode), 0)
+			}
+			unix.Close(fd)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("mode %o: %w", permBits(m.Mode), err))
+		}
+	}
+	if err := unix.UtimesNanoAt(pfd, name, timespecs(m), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		errs = append(errs, fmt.Errorf("times: %w", err))
+	}
+	return errs
+}
