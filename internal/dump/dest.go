@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -153,7 +154,7 @@ func (o *output) openMedia(k int) (io.Writer, error) {
 	o.mu.Lock()
 	o.files = append(o.files, f)
 	o.mu.Unlock()
-	return &guard{w: f, stop: &o.stop}, nil
+	return &guard{w: f, stop: &o.stop, o: o}, nil
 }
 
 // existingMedia opens the media files of an interrupted stream for
@@ -255,6 +256,7 @@ func (o *output) close() {
 type guard struct {
 	w    io.Writer
 	stop *atomic.Bool
+	o    *output // set on numbered media files, which Close closes
 }
 
 func (g *guard) Write(p []byte) (int, error) {
@@ -264,13 +266,24 @@ func (g *guard) Write(p []byte) (int, error) {
 	return g.w.Write(p)
 }
 
-// Close lets the Writer close numbered media files it has finished; the
-// file stays in output.files for the final sync and is closed at the end.
+// Close is called by the Writer on numbered media files it has filled:
+// they are made durable and closed (a long dump can fill thousands).
 func (g *guard) Close() error {
-	if f, ok := g.w.(*os.File); ok {
-		return f.Sync()
+	if g.o == nil {
+		return nil
 	}
-	return nil
+	f, ok := g.w.(*os.File)
+	if !ok {
+		return nil
+	}
+	g.o.mu.Lock()
+	g.o.files = slices.DeleteFunc(g.o.files, func(x *os.File) bool { return x == f })
+	g.o.mu.Unlock()
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	return f.Close()
 }
 
 // resumeGuard is a guard over a media file handed to stream.Resume, which

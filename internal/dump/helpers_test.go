@@ -202,7 +202,9 @@ func (c *streamContent) paths(t testing.TB) map[string]uint64 {
 	return out
 }
 
-func treeTime(t stream.Timestamp) treecmp.Timestamp { return treecmp.NewTimestamp(t.Sec, int64(t.Nsec)) }
+func treeTime(t stream.Timestamp) treecmp.Timestamp {
+	return treecmp.NewTimestamp(t.Sec, int64(t.Nsec))
+}
 
 // tree builds a treecmp snapshot from the directory section and the file
 // records; paths whose inode has no record are left out (unchanged files

@@ -60,8 +60,10 @@ type Options struct {
 	// (default: the CPUs shared among the streams).
 	Concurrency int
 
-	// beforeFile, if set, is called before each file record (tests).
+	// beforeFile and onData, if set, are called before each file record
+	// and each read of file data (tests).
 	beforeFile func(ino uint64)
+	onData     func(n int)
 }
 
 // Result is what a dump did.

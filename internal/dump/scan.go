@@ -143,4 +143,3 @@ func readDirInfo(fs *xfs.FS, ip *xfs.Inode) (*dirInfo, error) {
 	}
 	return d, nil
 }
-

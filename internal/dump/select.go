@@ -147,8 +147,9 @@ func selectTree(m *fsModel, subtrees []string) (*selection, error) {
 }
 
 // canonicalSubtrees cleans subtree paths to the relative form the stream
-// and inventory record ("a/b"), refusing paths that climb with "..". A
-// selection naming the root is the whole filesystem (empty).
+// and inventory record ("a/b"), sorted, without duplicates or paths inside
+// other selected paths, refusing paths that climb with "..". A selection
+// naming the root is the whole filesystem (empty).
 func canonicalSubtrees(in []string) ([]string, error) {
 	var out []string
 	for _, s := range in {
@@ -166,15 +167,19 @@ func canonicalSubtrees(in []string) ([]string, error) {
 		}
 		out = append(out, c)
 	}
+	// Duplicates and paths inside other selected paths add nothing.
 	sort.Strings(out)
-	j := 0
-	for i, s := range out {
-		if i == 0 || s != out[j-1] {
-			out[j] = s
-			j++
+	var kept []string
+next:
+	for _, s := range out {
+		for _, k := range kept {
+			if s == k || strings.HasPrefix(s, k+"/") {
+				continue next
+			}
 		}
+		kept = append(kept, s)
 	}
-	return out[:j], nil
+	return kept, nil
 }
 
 // inoRange is the inclusive range of inode numbers a stream dumps; Lo >

@@ -223,6 +223,9 @@ type countingReader struct {
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.d.data.Add(int64(n))
+	if c.d.opts.onData != nil {
+		c.d.opts.onData(n)
+	}
 	return n, err
 }
 

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"xfskit/internal/oracle"
+	"xfskit/internal/stream"
+)
+
+func binary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "dump")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func run(bin string, args ...string) (string, string, int) {
+	cmd := exec.Command(bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+	}
+	return out.String(), errb.String(), code
+}
+
+// TestCommandLine runs the command as a user would: usage errors exit 3,
+// a dump with --json reports what the stream holds, -f - writes the
+// stream to stdout, -I lists the sessions (also as JSON and filtered).
+func TestCommandLine(t *testing.T) {
+	img := oracle.Corpus(t, oracle.CorpusOptions{})
+	bin := binary(t)
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inv.db")
+	for _, args := range [][]string{
+		{img},                                   // no -f
+		{"-f", filepath.Join(dir, "x")},         // no image
+		{"-l", "10", "-f", "x", img},            // bad level
+		{"-z", "lz4", "-f", "x", img},           // bad compression
+		{"--media-size", "12q", "-f", "x", img}, // bad size
+		{"--bogus", img},
+		{"-f", "-", "--media-size", "1m", img},
+		{"-f", "-", "--json", img},
+		{"-s", "../etc", "-f", filepath.Join(dir, "x"), "--inventory", inv, img},
+	} {
+		if _, e, code := run(bin, args...); code != 3 || e == "" {
+			t.Errorf("%v: exit %d (want 3), stderr %q", args, code, e)
+		}
+	}
+	s0 := filepath.Join(dir, "s0")
+	out, e, code := run(bin, "--json", "-L", "lbl", "-M", "med", "-f", s0, "--inventory", inv, img)
+	if code != 0 {
+		t.Fatalf("dump: exit %d: %s", code, e)
+	}
+	var res struct {
+		SessionID string
+		Files     int64
+		Dirs      int64
+		Bytes     int64
+		Streams   []struct{ Media []string }
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out)
+	}
+	st, err := os.Stat(s0)
+	if err != nil || st.Size() != res.Bytes || res.Files == 0 || res.Dirs == 0 || len(res.Streams) != 1 || res.Streams[0].Media[0] != s0 {
+		t.Fatalf("result %+v, stream file %v", res, st)
+	}
+
+	// -f - : the stream goes to stdout, the summary to stderr.
+	out, e, code = run(bin, "-l", "1", "-f", "-", "--inventory", inv, img)
+	if code != 0 || !strings.Contains(e, "level 1") {
+		t.Fatalf("dump to stdout: exit %d: %s", code, e)
+	}
+	r, err := stream.NewReader(strings.NewReader(out), stream.ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := r.Header(); !ok || h.Level != 1 {
+		t.Fatalf("stdout stream header %+v", h)
+	}
+
+	// -I, text and JSON, with filters.
+	out, _, code = run(bin, "-I", "--inventory", inv)
+	if code != 0 || !strings.Contains(out, res.SessionID) || !strings.Contains(out, `"lbl"`) {
+		t.Fatalf("-I: exit %d:\n%s", code, out)
+	}
+	out, _, code = run(bin, "-I", "--json", "-l", "1", "--inventory", inv, img)
+	var list struct {
+		Sessions []struct {
+			ID    string
+			Level int
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil || code != 0 {
+		t.Fatalf("-I --json: exit %d: %v\n%s", code, err, out)
+	}
+	if len(list.Sessions) != 1 || list.Sessions[0].Level != 1 {
+		t.Fatalf("-I -l 1: %+v", list)
+	}
+	out, _, _ = run(bin, "-I", "--json", "--status", "interrupted", "--inventory", inv)
+	if !strings.Contains(out, `"sessions": []`) {
+		t.Fatalf("-I --status interrupted: %s", out)
+	}
+	if _, e, code := run(bin, "-I", "--status", "bogus", "--inventory", inv); code != 3 {
+		t.Fatalf("-I --status bogus: exit %d %s", code, e)
+	}
+	// Nothing to resume: a clear error, exit 1.
+	if _, e, code := run(bin, "-R", "--inventory", inv, img); code != 1 || !strings.Contains(e, "no interrupted") {
+		t.Fatalf("-R with nothing to resume: exit %d: %s", code, e)
+	}
+}
