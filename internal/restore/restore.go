@@ -388,6 +388,7 @@ func (r *run) apply(ctx context.Context) (*savedState, error) {
 		// Resumed after every file was done: the journal has them all.
 		for ino := range r.j.files {
 			r.seen[ino] = true
+			r.res.Resumed++
 			if fn := tr.files[ino]; fn != nil && len(fn.names) > 0 {
 				r.restored[ino] = savedFile{Ino: ino, Type: uint8(fn.typ), Names: toSaved(fn.names)}
 			}
@@ -427,8 +428,14 @@ func (r *run) apply(ctx context.Context) (*savedState, error) {
 		r.dirMeta(fd, d)
 	}
 	r.res.Dirs += int64(len(tr.order))
+	rd := tr.dirs[tr.root]
+	rootMeta := rd.meta != nil && r.sel.all()
+	if rootMeta {
+		r.dirMeta(r.t.root, rd)
+	}
 	var next *savedState
 	if r.saved != nil || r.opts.Cumulative {
+		// The state directory's own entries do not touch the root.
 		next = r.newState()
 		if err := r.sd.saveState(next); err != nil {
 			return nil, err
@@ -439,9 +446,12 @@ func (r *run) apply(ctx context.Context) (*savedState, error) {
 	} else {
 		r.hook("committed")
 		r.sd.removeAll(r.t)
-	}
-	if rd := tr.dirs[tr.root]; rd.meta != nil && r.sel.all() {
-		r.dirMeta(r.t.root, rd)
+		if rootMeta {
+			// Removing the state directory changed the root's times.
+			if err := futimens(r.t.root, timespecs(rd.meta)); err != nil {
+				r.problem(".", rd.ino, "times: %v", err)
+			}
+		}
 	}
 	return next, nil
 }
@@ -554,12 +564,15 @@ func (r *run) newState() *savedState {
 		entry.Base = uuidString(h.BaseSessionID)
 	}
 	if r.saved != nil && h.Level > 0 {
+		// The chain up to the base; sessions after it are superseded.
 		for _, c := range r.saved.Chain {
-			if c.Session == entry.Base {
-				st.Chain = append(st.Chain, c)
-				break
+			if c.Session == entry.Session {
+				break // resumed after this session was committed
 			}
 			st.Chain = append(st.Chain, c)
+			if c.Session == entry.Base {
+				break
+			}
 		}
 	}
 	st.Chain = append(st.Chain, entry)
