@@ -45,32 +45,33 @@ func newCompressor(kind Compression, chunkSize, workers int) (*compressor, error
 	return c, nil
 }
 
-// compress appends the stored form of raw to dst and returns it together
-// with the compression actually used: chunks that do not shrink are stored
-// uncompressed, so a stored chunk is never larger than its raw bytes.
-func (c *compressor) compress(dst, raw []byte) ([]byte, Compression, error) {
-	start := len(dst)
+// compress returns the stored form of raw and the compression actually
+// used. Compressed bytes are appended to dst[:0]; chunks that do not shrink
+// are stored uncompressed and the result is raw itself, so a stored chunk
+// is never larger than its raw bytes.
+func (c *compressor) compress(dst, raw []byte) (stored, buf []byte, kind Compression, err error) {
+	dst = dst[:0]
 	switch c.kind {
 	case CompressZstd:
 		dst = c.zenc.EncodeAll(raw, dst)
 	case CompressXZ:
-		buf := bytes.NewBuffer(dst)
-		w, err := lzma.Writer2Config{DictCap: c.dict}.NewWriter2(buf)
+		bb := bytes.NewBuffer(dst)
+		w, err := lzma.Writer2Config{DictCap: c.dict}.NewWriter2(bb)
+		if err == nil {
+			_, err = w.Write(raw)
+		}
+		if err == nil {
+			err = w.Close()
+		}
 		if err != nil {
-			return dst[:start], 0, fmt.Errorf("stream: xz encoder: %w", err)
+			return nil, dst, 0, fmt.Errorf("stream: xz encoder: %w", err)
 		}
-		if _, err := w.Write(raw); err != nil {
-			return dst[:start], 0, fmt.Errorf("stream: xz encoder: %w", err)
-		}
-		if err := w.Close(); err != nil {
-			return dst[:start], 0, fmt.Errorf("stream: xz encoder: %w", err)
-		}
-		dst = buf.Bytes()
+		dst = bb.Bytes()
 	}
-	if c.kind == CompressNone || len(dst)-start >= len(raw) {
-		return append(dst[:start], raw...), CompressNone, nil
+	if c.kind == CompressNone || len(dst) >= len(raw) {
+		return raw, dst, CompressNone, nil
 	}
-	return dst, c.kind, nil
+	return dst, dst, c.kind, nil
 }
 
 func (c *compressor) close() {
@@ -92,7 +93,8 @@ func (d *decompressor) close() {
 
 var errDecodedSize = errors.New("decompressed size does not match the chunk header")
 
-// decompress inflates stored into dst[:rawLen]. dst must have cap >= rawLen.
+// decompress inflates stored into dst[:rawLen] (dst must have cap >=
+// rawLen); uncompressed chunks are returned as stored itself.
 // It never produces more than rawLen bytes and recovers from panics in the
 // decompressors (hostile input must not crash the reader).
 func (d *decompressor) decompress(kind Compression, stored []byte, rawLen int, dst []byte) (out []byte, err error) {
@@ -107,7 +109,7 @@ func (d *decompressor) decompress(kind Compression, stored []byte, rawLen int, d
 		if len(stored) != rawLen {
 			return nil, errDecodedSize
 		}
-		return append(dst, stored...), nil
+		return stored, nil
 	case CompressZstd:
 		if d.zdec == nil {
 			dec, err := zstd.NewReader(nil,

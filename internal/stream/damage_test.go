@@ -72,6 +72,7 @@ func TestDamage(t *testing.T) {
 					name += "/record-level"
 				}
 				t.Run(name, func(t *testing.T) {
+					t.Parallel()
 					rng := rand.New(rand.NewPCG(uint64(ci), 5))
 					bad := cor.fn(good, rng)
 					r, err := NewReader(bytes.NewReader(bad), ReaderOptions{Name: "bad.dump", noChunkCRC: !chunkCRC})

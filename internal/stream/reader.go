@@ -603,7 +603,7 @@ func (r *Reader) readIndex(rec *record) {
 	c := cursor{b: rec.payload}
 	n := c.u32()
 	c.skip(4)
-	if c.err != nil || uint64(n)*indexEntSize != uint64(len(rec.payload)-indexFixed) {
+	if c.err != nil || uint64(n)*indexEntSize > uint64(len(rec.payload)-indexFixed) {
 		r.protocol(rec, "bad index record size")
 		return
 	}

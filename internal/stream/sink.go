@@ -13,7 +13,9 @@ type job struct {
 	seq     uint64
 	logical int64
 	raw     []byte // logical bytes, cap = chunk size
-	out     []byte // chunk header + stored bytes
+	hdr     [ChunkHeaderSize]byte
+	out     []byte // compression output buffer
+	stored  []byte // bytes following the header: out or raw
 	err     error
 	done    chan struct{}
 	barrier chan struct{}
@@ -103,12 +105,17 @@ func (s *sink) getJob() *job {
 	case j := <-s.pool:
 		j.raw = j.raw[:0]
 		j.out = j.out[:0]
+		j.stored = nil
 		j.err = nil
 		j.cp = nil
 		j.done = make(chan struct{})
 		return j
 	default:
-		return &job{raw: make([]byte, 0, s.chunkSize), out: make([]byte, 0, ChunkHeaderSize+s.chunkSize+s.chunkSize/8+1024), done: make(chan struct{})}
+		j := &job{raw: make([]byte, 0, s.chunkSize), done: make(chan struct{})}
+		if s.comp.kind != CompressNone {
+			j.out = make([]byte, 0, s.chunkSize+s.chunkSize/64+1024)
+		}
+		return j
 	}
 }
 
@@ -152,19 +159,16 @@ func (s *sink) close() error {
 func (s *sink) worker() {
 	defer s.wg.Done()
 	for j := range s.work {
-		if cap(j.out) < ChunkHeaderSize {
-			j.out = make([]byte, 0, ChunkHeaderSize+len(j.raw))
-		}
-		out := j.out[:ChunkHeaderSize]
-		stored, kind, err := s.comp.compress(out, j.raw)
+		stored, buf, kind, err := s.comp.compress(j.out, j.raw)
+		j.out = buf // keep a grown buffer for the next chunk
 		if err != nil {
 			j.err = err
 		} else {
 			ch := chunkHeader{seq: j.seq, logical: j.logical, rawLen: uint32(len(j.raw)),
-				storedLen: uint32(len(stored) - ChunkHeaderSize), compression: kind,
-				storedCRC: crc(stored[ChunkHeaderSize:]), tag: s.tag}
-			ch.encode(stored[:ChunkHeaderSize])
-			j.out = stored
+				storedLen: uint32(len(stored)), compression: kind,
+				storedCRC: crc(stored), tag: s.tag}
+			ch.encode(j.hdr[:])
+			j.stored = stored
 		}
 		close(j.done)
 	}
@@ -197,7 +201,7 @@ func (s *sink) mediaWriter() {
 func roundUp(n, b int64) int64 { return (n + b - 1) / b * b }
 
 func (s *sink) writeChunk(j *job) error {
-	n := int64(len(j.out))
+	n := int64(ChunkHeaderSize + len(j.stored))
 	if s.maxMedia > 0 && s.chunksHere > 0 {
 		need := s.written + n
 		if s.blockSize > 0 {
@@ -231,7 +235,10 @@ func (s *sink) writeChunk(j *job) error {
 		}
 		s.headerDone = true
 	}
-	if err := s.put(j.out); err != nil {
+	if err := s.put(j.hdr[:]); err != nil {
+		return err
+	}
+	if err := s.put(j.stored); err != nil {
 		return err
 	}
 	s.chunksHere++

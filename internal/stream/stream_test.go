@@ -35,7 +35,8 @@ func expectComplete(t *testing.T, r *Reader, tr *tree, res readResult) {
 func TestRoundTrip(t *testing.T) {
 	for _, c := range allCompressions {
 		t.Run(c.String(), func(t *testing.T) {
-			o := treeOpts{dirs: 30, files: 300, maxFile: 300 << 10}
+			t.Parallel()
+			o := treeOpts{dirs: 30, files: 300, maxFile: 200 << 10}
 			if c == CompressXZ {
 				o = treeOpts{dirs: 10, files: 60, maxFile: 100 << 10}
 			}
@@ -232,6 +233,7 @@ func TestMediaSplitShuffled(t *testing.T) {
 	for _, c := range []Compression{CompressZstd, CompressNone} {
 		for _, bs := range []int{0, 4096} {
 			t.Run(fmt.Sprintf("%s/block%d", c, bs), func(t *testing.T) {
+				t.Parallel()
 				tr := genTree(3, treeOpts{dirs: 20, files: 200, maxFile: 200 << 10})
 				var media []*bytes.Buffer
 				var bufs0 bytes.Buffer
@@ -445,10 +447,11 @@ func TestResumeAfterTruncation(t *testing.T) {
 	}
 	for ci, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			o := treeOpts{dirs: 40, files: 150, maxFile: 120 << 10}
-			ncuts := 16
+			t.Parallel()
+			o := treeOpts{dirs: 40, files: 120, maxFile: 64 << 10}
+			ncuts := 10
 			if c.opts.Compression == CompressXZ {
-				o, ncuts = treeOpts{dirs: 10, files: 40, maxFile: 60 << 10}, 4
+				o, ncuts = treeOpts{dirs: 10, files: 30, maxFile: 40 << 10}, 3
 			}
 			tr := genTree(uint64(10+ci), o)
 			ref := writeMedia(t, tr, c.opts)

@@ -308,7 +308,9 @@ func (d Damage) Error() string {
 			fmt.Fprintf(&b, ": logical %d..%d lost", d.Logical, d.Logical+d.Lost)
 		}
 	}
-	if d.Records > 0 {
+	if d.Records == 1 {
+		fmt.Fprintf(&b, ", record %d", d.FirstRecord)
+	} else if d.Records > 1 {
 		fmt.Fprintf(&b, ", records %d..%d", d.FirstRecord, d.FirstRecord+uint64(d.Records)-1)
 	} else if d.Records < 0 {
 		fmt.Fprintf(&b, ", records from %d", d.FirstRecord)

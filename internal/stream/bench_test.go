@@ -1,0 +1,100 @@
+package stream
+
+import (
+	"bytes"
+	"io"
+	"testing"
+)
+
+// benchTree is 64 files of 1 MiB: half compressible text, half random.
+func benchTree() *tree {
+	tr := &tree{files: map[uint64]*tfile{}}
+	tr.hdr = Header{SessionLabel: "bench"}
+	d := Dir{Meta: FileMeta{Ino: 128, Mode: ModeDir | 0o755}, Parent: 128}
+	tr.dirs = []Dir{d}
+	tr.ops = append(tr.ops, op{dir: &tr.dirs[0]})
+	for i := range 64 {
+		ino := uint64(200 + i)
+		f := &tfile{meta: FileMeta{Ino: ino, Mode: ModeRegular | 0o644, Size: 1 << 20}, exts: []ext{{0, 1 << 20}}}
+		tr.files[ino] = f
+		tr.ops = append(tr.ops, op{file: f})
+		tr.data += 1 << 20
+	}
+	return tr
+}
+
+// pregenerated content so the benchmark measures the stream, not the
+// test data generator.
+type sliceExt struct{ b []byte }
+
+func benchWrite(b *testing.B, c Compression) {
+	tr := benchTree()
+	data := map[uint64][]byte{}
+	for ino := range tr.files {
+		p := make([]byte, 1<<20)
+		content(ino, 0, p)
+		data[ino] = p
+	}
+	b.SetBytes(tr.data)
+	b.ReportAllocs()
+	var out int64
+	for b.Loop() {
+		cw := &countWriter{}
+		w, err := NewWriter(cw, tr.hdr, WriterOptions{Compression: c})
+		if err != nil {
+			b.Fatal(err)
+		}
+		w.WriteDir(tr.dirs[0])
+		for _, o := range tr.ops[1:] {
+			f := o.file
+			if err := w.WriteFile(f.meta, nil, []DataExtent{{Offset: 0, Length: 1 << 20, R: bytes.NewReader(data[f.meta.Ino])}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+		out = cw.n
+	}
+	b.ReportMetric(float64(out)/float64(tr.data), "ratio")
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+func benchRead(b *testing.B, c Compression) {
+	tr := benchTree()
+	stream := writeStream(b, tr, WriterOptions{Compression: c})
+	b.SetBytes(tr.data)
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := NewReader(bytes.NewReader(stream), ReaderOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			e, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if f, ok := e.(*File); ok {
+				for {
+					if _, err := f.NextExtent(); err != nil {
+						break
+					}
+				}
+			}
+		}
+		if !r.Complete() {
+			b.Fatal(r.Damage())
+		}
+	}
+}
+
+func BenchmarkWriteZstd(b *testing.B) { benchWrite(b, CompressZstd) }
+func BenchmarkReadZstd(b *testing.B)  { benchRead(b, CompressZstd) }
+func BenchmarkWriteNone(b *testing.B) { benchWrite(b, CompressNone) }
+func BenchmarkReadNone(b *testing.B)  { benchRead(b, CompressNone) }
+func BenchmarkWriteXZ(b *testing.B)   { benchWrite(b, CompressXZ) }
+func BenchmarkReadXZ(b *testing.B)    { benchRead(b, CompressXZ) }
