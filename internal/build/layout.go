@@ -55,7 +55,6 @@ func (l *leaf) set(i int, r []byte) { copy(l.rec(i), r) }
 type agLayout struct {
 	agno     uint32
 	length   uint32
-	free     []extent // free extents by block number
 	bno, cnt *leaf
 	rmap     *leaf
 	inobt    *leaf
@@ -159,17 +158,15 @@ func (g *Geometry) initFreeSpace(a *agLayout) error {
 		}
 		a.longest = recs[0].len
 	}
-	a.free = recs
 	for i, e := range recs {
 		if err := a.bno.insert(i, allocRec(e)); err != nil {
 			return err
 		}
 	}
-	cnt := append([]extent(nil), recs...)
-	if len(cnt) == 2 && cntLess(cnt[1], cnt[0]) {
-		cnt[0], cnt[1] = cnt[1], cnt[0]
-	}
-	for i, e := range cnt {
+	// mkfs.xfs writes the by-size root with the records in block order
+	// even when the padding before the log is the larger extent; the
+	// lookups below then see an unsorted leaf, as libxfs does.
+	for i, e := range recs {
 		if err := a.cnt.insert(i, allocRec(e)); err != nil {
 			return err
 		}
@@ -215,11 +212,11 @@ func (g *Geometry) fillFreelist(a *agLayout) error {
 		return nil
 	}
 	for uint32(len(a.agfl)) < need {
-		bno, n, ok := a.allocSize(need - uint32(len(a.agfl)))
+		bno, n, cntPtr, ok := a.allocSize(need - uint32(len(a.agfl)))
 		if !ok {
 			return nil
 		}
-		if err := a.allocated(bno, n); err != nil {
+		if err := a.fixupTrees(cntPtr, a.cntRec(cntPtr), bno, n); err != nil {
 			return err
 		}
 		for b := bno; b < bno+n; b++ {
@@ -234,59 +231,250 @@ func (g *Geometry) fillFreelist(a *agLayout) error {
 	return nil
 }
 
-// allocSize picks an extent for an XFS_ALLOCTYPE_THIS_AG allocation of up
-// to maxlen blocks (xfs_alloc_ag_vextent_size, alignment 1): the first
-// by-size record holding maxlen blocks, else the largest; the blocks come
-// from its start.
-func (a *agLayout) allocSize(maxlen uint32) (uint32, uint32, bool) {
-	best := -1
-	for i, e := range a.free {
-		if e.len >= maxlen && (best < 0 || cntLess(e, a.free[best])) {
-			best = i
-		}
-	}
-	if best < 0 {
-		for i, e := range a.free {
-			if best < 0 || cntLess(a.free[best], e) {
-				best = i
-			}
-		}
-	}
-	if best < 0 || a.free[best].len == 0 {
-		return 0, 0, false
-	}
-	e := a.free[best]
-	return e.bno, min(e.len, maxlen), true
-}
+type lookupDir int
 
-// allocNear picks the start of an aligned XFS_ALLOCTYPE_NEAR_BNO
-// allocation of n blocks whose target lies before all free space (the
-// inode B-tree root): the lowest aligned start that fits.
-func (a *agLayout) allocNear(n, align uint32) (uint32, bool) {
-	for _, e := range a.free {
-		start := (e.bno + align - 1) / align * align
-		if start >= e.bno && uint64(start)+uint64(n) <= uint64(e.bno)+uint64(e.len) {
-			return start, true
-		}
-	}
-	return 0, false
-}
+const (
+	lookupLE lookupDir = iota
+	lookupEQ
+	lookupGE
+)
 
-// allocated removes [rbno, rbno+rlen) from the free extent holding it and
-// updates both free space B-trees and the AGF counters the way
-// xfs_alloc_fixup_trees and the by-size tree's last-record hook do.
-func (a *agLayout) allocated(rbno, rlen uint32) error {
-	fi := -1
-	for i, e := range a.free {
-		if rbno >= e.bno && rbno+rlen <= e.bno+e.len {
-			fi = i
+// lookup is xfs_btree_lookup on a single leaf: a binary search (which
+// trusts the records to be sorted, as libxfs does) returning the 1-based
+// cursor position and whether a record satisfying dir is there. diff
+// compares a record with the search key.
+func (l *leaf) lookup(dir lookupDir, diff func(rec []byte) int64) (int, bool) {
+	if l.n == 0 {
+		if dir != lookupLE {
+			return 1, false
+		}
+		return 0, false
+	}
+	low, high, keyno := 1, l.n, 0
+	d := int64(1)
+	for low <= high {
+		keyno = (low + high) >> 1
+		d = diff(l.rec(keyno - 1))
+		switch {
+		case d < 0:
+			low = keyno + 1
+		case d > 0:
+			high = keyno - 1
+		}
+		if d == 0 {
 			break
 		}
 	}
-	if fi < 0 {
-		return fmt.Errorf("AG %d: blocks %d+%d are not free", a.agno, rbno, rlen)
+	if dir != lookupLE && d < 0 {
+		keyno++
+	} else if dir == lookupLE && d > 0 {
+		keyno--
 	}
-	f := a.free[fi]
+	if keyno == 0 || keyno > l.n {
+		return keyno, false
+	}
+	return keyno, dir != lookupEQ || d == 0
+}
+
+func decodeExtent(rec []byte) extent {
+	r, _ := ondisk.DecodeAllocRec(rec)
+	return extent{r.StartBlock, r.BlockCount}
+}
+
+// cntKey and bnoKey are the key comparisons of the two free space trees.
+func cntKey(e extent) func([]byte) int64 {
+	return func(rec []byte) int64 {
+		r := decodeExtent(rec)
+		if d := int64(r.len) - int64(e.len); d != 0 {
+			return d
+		}
+		return int64(r.bno) - int64(e.bno)
+	}
+}
+
+func bnoKey(bno uint32) func([]byte) int64 {
+	return func(rec []byte) int64 { return int64(decodeExtent(rec).bno) - int64(bno) }
+}
+
+func (a *agLayout) cntRec(ptr int) extent { return decodeExtent(a.cnt.rec(ptr - 1)) }
+
+// allocSize is xfs_alloc_ag_vextent_size for an XFS_ALLOCTYPE_THIS_AG
+// allocation of 1 to maxlen blocks with alignment 1. It returns the start
+// and length chosen and the by-size cursor position of the free extent
+// they come from.
+func (a *agLayout) allocSize(maxlen uint32) (uint32, uint32, int, bool) {
+	ptr, ok := a.cnt.lookup(lookupGE, cntKey(extent{0, maxlen}))
+	var f extent
+	if !ok {
+		// xfs_alloc_ag_vextent_small: the last (largest) record.
+		ptr--
+		if ptr < 1 {
+			return 0, 0, 0, false
+		}
+		if f = a.cntRec(ptr); f.len == 0 {
+			return 0, 0, 0, false
+		}
+	} else {
+		for {
+			if f = a.cntRec(ptr); f.len >= maxlen {
+				break
+			}
+			if ptr++; ptr > a.cnt.n {
+				return 0, 0, 0, false // only busy extents: cannot happen here
+			}
+		}
+	}
+	rlen := min(maxlen, f.len)
+	if rlen < maxlen {
+		// Search left for a record that holds more of the request.
+		best, bestLen := f, rlen
+		for p := ptr - 1; p >= 1; p-- {
+			c := a.cntRec(p)
+			if c.len < bestLen {
+				break
+			}
+			if l := min(maxlen, c.len); l > bestLen {
+				best, bestLen = c, l
+				if l == maxlen {
+					break
+				}
+			}
+		}
+		p, ok := a.cnt.lookup(lookupEQ, cntKey(best))
+		if !ok {
+			return 0, 0, 0, false // libxfs reports corruption here
+		}
+		f, ptr, rlen = best, p, bestLen
+	}
+	return f.bno, rlen, ptr, true
+}
+
+// allocNear is xfs_alloc_ag_vextent_near for an aligned allocation of
+// exactly n blocks near target when the by-size tree is a single leaf
+// (its "last block" pass): the candidate whose aligned start is closest
+// to the target wins, later records winning ties.
+func (a *agLayout) allocNear(target, n, align uint32) (uint32, extent, bool) {
+	ptr, ok := a.cnt.lookup(lookupGE, cntKey(extent{0, n}))
+	if !ok {
+		ptr--
+		if ptr < 1 || a.cntRec(ptr).len == 0 {
+			return 0, extent{}, false
+		}
+		ptr = 1
+	} else if align > 1 {
+		ptr = 1
+	}
+	// Skip leading records too short for the request.
+	for ptr <= a.cnt.n && a.cntRec(ptr).len < n {
+		ptr++
+	}
+	var best extent
+	bestBno := uint32(0)
+	bestDiff := ^uint32(0)
+	found := false
+	for ; ptr <= a.cnt.n; ptr++ {
+		f := a.cntRec(ptr)
+		if f.len < n {
+			break // the by-size walk stops at a record below minlen
+		}
+		bnoa, lena := f.bno, f.len
+		if align > 1 {
+			bnoa = (f.bno + align - 1) / align * align
+			if d := bnoa - f.bno; d >= f.len {
+				lena = 0
+			} else {
+				lena = f.len - d
+			}
+		}
+		if lena < n {
+			continue
+		}
+		bnew, diff, ok := computeDiff(target, n, align, bnoa, lena)
+		if !ok || diff > bestDiff {
+			continue
+		}
+		best, bestBno, bestDiff, found = f, bnew, diff, true
+		if diff == 0 {
+			break
+		}
+	}
+	return bestBno, best, found
+}
+
+// computeDiff is xfs_alloc_compute_diff for metadata: the best aligned
+// start for wantlen blocks in the free extent and its distance from
+// wantbno.
+func computeDiff(wantbno, wantlen, align, freebno, freelen uint32) (uint32, uint32, bool) {
+	freeend := freebno + freelen
+	wantend := wantbno + wantlen
+	absdiff := func(a, b uint32) uint32 {
+		if a > b {
+			return a - b
+		}
+		return b - a
+	}
+	roundup := func(v uint32) uint32 { return (v + align - 1) / align * align }
+	var nb uint32
+	switch {
+	case freebno >= wantbno:
+		if nb = roundup(freebno); nb >= freeend {
+			return 0, 0, false
+		}
+	case freeend >= wantend && align > 1:
+		// Unsigned arithmetic as in C, wrap-around included.
+		nb1 := roundup(wantbno)
+		nb2 := nb1 - align
+		ok1, ok2 := nb1 < freeend, nb2 >= freebno
+		var l1, l2 uint32
+		if ok1 {
+			l1 = min(wantlen, freeend-nb1)
+		}
+		if ok2 {
+			l2 = min(wantlen, freeend-nb2)
+		}
+		switch {
+		case ok1 && ok2:
+			nb = nb1
+			if l1 < l2 || l1 == l2 && absdiff(nb1, wantbno) > absdiff(nb2, wantbno) {
+				nb = nb2
+			}
+		case ok2:
+			nb = nb2
+		case ok1:
+			nb = nb1
+		default:
+			return 0, 0, false
+		}
+	case freeend >= wantend:
+		nb = wantbno
+	case align > 1:
+		nb = roundup(freeend - wantlen)
+		if nb > freeend-wantlen && nb-align >= freebno {
+			nb -= align
+		} else if nb >= freeend {
+			return 0, 0, false
+		}
+	default:
+		nb = freeend - wantlen
+	}
+	return nb, absdiff(nb, wantbno), true
+}
+
+// fixupTrees is xfs_alloc_fixup_trees: remove [rbno, rbno+rlen) from the
+// free extent f (at by-size position cntPtr, or 0 to look it up) in both
+// trees, with the by-size tree's last-record hook keeping agf_longest.
+func (a *agLayout) fixupTrees(cntPtr int, f extent, rbno, rlen uint32) error {
+	if cntPtr == 0 {
+		p, ok := a.cnt.lookup(lookupEQ, cntKey(f))
+		if !ok {
+			return fmt.Errorf("AG %d: free extent %d+%d missing from the by-size tree", a.agno, f.bno, f.len)
+		}
+		cntPtr = p
+	}
+	bnoPtr, ok := a.bno.lookup(lookupEQ, bnoKey(f.bno))
+	if !ok {
+		return fmt.Errorf("AG %d: free extent %d+%d missing from the by-block tree", a.agno, f.bno, f.len)
+	}
 	var rest []extent
 	switch {
 	case rbno == f.bno && rlen == f.len:
@@ -298,58 +486,36 @@ func (a *agLayout) allocated(rbno, rlen uint32) error {
 		rest = []extent{{f.bno, rbno - f.bno}, {rbno + rlen, f.bno + f.len - rbno - rlen}}
 	}
 
-	// By-size tree: delete the old record, insert the remainders.
-	cnt := a.cntExtents()
-	ci := 0
-	for cnt[ci] != f {
-		ci++
-	}
-	a.cnt.remove(ci)
-	cnt = append(cnt[:ci], cnt[ci+1:]...)
-	if ci == len(cnt) { // the last record went: longest is the new last
+	a.cnt.remove(cntPtr - 1)
+	if cntPtr > a.cnt.n { // the last record went: longest is the new last
 		a.longest = 0
-		if len(cnt) > 0 {
-			a.longest = cnt[len(cnt)-1].len
+		if a.cnt.n > 0 {
+			a.longest = a.cntRec(a.cnt.n).len
 		}
 	}
 	for _, r := range rest {
-		pos := 0
-		for pos < len(cnt) && cntLess(cnt[pos], r) {
-			pos++
-		}
-		if err := a.cnt.insert(pos, allocRec(r)); err != nil {
+		p, _ := a.cnt.lookup(lookupEQ, cntKey(r))
+		if err := a.cnt.insert(p-1, allocRec(r)); err != nil {
 			return err
 		}
-		cnt = append(cnt[:pos], append([]extent{r}, cnt[pos:]...)...)
 		if r.len > a.longest {
 			a.longest = r.len
 		}
 	}
 
-	// By-block tree: update in place (or delete), insert the second part.
 	if len(rest) == 0 {
-		a.bno.remove(fi)
+		a.bno.remove(bnoPtr - 1)
 	} else {
-		a.bno.set(fi, allocRec(rest[0]))
+		a.bno.set(bnoPtr-1, allocRec(rest[0]))
 	}
 	if len(rest) == 2 {
-		if err := a.bno.insert(fi+1, allocRec(rest[1])); err != nil {
+		p, _ := a.bno.lookup(lookupEQ, bnoKey(rest[1].bno))
+		if err := a.bno.insert(p-1, allocRec(rest[1])); err != nil {
 			return err
 		}
 	}
-	a.free = append(a.free[:fi], append(rest, a.free[fi+1:]...)...)
 	a.freeblks -= rlen
 	return nil
-}
-
-// cntExtents lists the by-size records currently in the tree.
-func (a *agLayout) cntExtents() []extent {
-	out := make([]extent, a.cnt.n)
-	for i := range out {
-		r, _ := ondisk.DecodeAllocRec(a.cnt.rec(i))
-		out[i] = extent{r.StartBlock, r.BlockCount}
-	}
-	return out
 }
 
 // rmapMap is xfs_rmap_map for a special owner: the new extent merges with
@@ -398,14 +564,14 @@ func (g *Geometry) allocRootChunk(fl *fsLayout) error {
 	if mp.iallocAlign != 0 {
 		align = mp.iallocAlign
 	}
-	bno, ok := a.allocNear(n, align)
+	bno, from, ok := a.allocNear(mp.ibtBlock, n, align)
 	if !ok && mp.iallocAlign != 0 {
-		bno, ok = a.allocNear(n, mp.clusterAlign)
+		bno, from, ok = a.allocNear(mp.ibtBlock, n, mp.clusterAlign)
 	}
 	if !ok {
 		return fmt.Errorf("AG 0: no room for the root inode chunk (%d blocks aligned to %d)", n, align)
 	}
-	if err := a.allocated(bno, n); err != nil {
+	if err := a.fixupTrees(0, from, bno, n); err != nil {
 		return err
 	}
 	if g.Rmapbt {
