@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"xfskit/internal/image"
 	"xfskit/internal/oracle"
 	"xfskit/ondisk"
 )
@@ -227,4 +229,70 @@ func TestRunBlockDevice(t *testing.T) {
 	man := fillThroughKernel(t, loop, g)
 	repairClean(t, loop, g)
 	verifyThroughKernel(t, loop, man)
+}
+
+// failingDevice fails every write after the first n.
+type failingDevice struct {
+	*image.File
+	n int
+}
+
+func (d *failingDevice) WriteAt(p []byte, off int64) (int, error) {
+	if d.n == 0 {
+		return 0, errors.New("injected write failure")
+	}
+	d.n--
+	return d.File.WriteAt(p, off)
+}
+
+// TestFormatWriteFailures fails the k-th write of a format for every k
+// and checks that Format reports it.
+func TestFormatWriteFailures(t *testing.T) {
+	o := NewOptions()
+	o.Target = filepath.Join(t.TempDir(), "x.img")
+	o.DataSize = "64m"
+	g, err := Plan(o, TargetInfo{Path: o.Target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := 0; ; k++ {
+		f, err := image.Create(o.Target, int64(g.DBlocks)*int64(g.BlockSize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = g.Format(&failingDevice{File: f, n: k}, time.Unix(0, 0))
+		f.Close()
+		if err == nil {
+			if k < 3 {
+				t.Fatalf("format finished after only %d writes", k)
+			}
+			break
+		}
+		if !strings.Contains(err.Error(), "injected") {
+			t.Fatalf("write %d: error %v does not carry the cause", k, err)
+		}
+	}
+}
+
+// TestRunFailureLeavesNothing formats onto a filesystem too small for the
+// image's metadata: the run fails, and neither the target nor a temporary
+// file is left behind.
+func TestRunFailureLeavesNothing(t *testing.T) {
+	oracle.Require(t, oracle.Root)
+	dir := t.TempDir()
+	if out, code := oracle.RunStatus("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir); code != 0 {
+		t.Skipf("cannot mount tmpfs: %s", out)
+	}
+	t.Cleanup(func() { oracle.RunStatus("umount", dir) })
+	if _, code := oracle.RunStatus("mountpoint", "-q", dir); code != 0 {
+		t.Fatalf("%s is not a mount point", dir)
+	}
+	img := filepath.Join(dir, "fs.img")
+	if _, _, err := runArgs(t, "-q", "-d", "size=1g", "-d", "agcount=64", img); err == nil {
+		t.Fatal("format on a full filesystem succeeded")
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 0 {
+		t.Errorf("left behind: %v", ents)
+	}
 }
