@@ -275,10 +275,26 @@ func Plan(o *Options, t TargetInfo) (*Geometry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if bs < minRTExtSize {
+	switch {
+	case o.RTExtSize != "":
+		v, err := convertLater('r', "extsize", o.RTExtSize, bs, ss)
+		if err != nil {
+			return nil, err
+		}
+		if v%int64(bs) != 0 {
+			return nil, usagef("illegal rt extent size %d, not a multiple of %d", v, bs)
+		}
+		g.RTExtBlocks = uint32(v >> blog)
+	case bs < minRTExtSize:
 		g.RTExtBlocks = uint32(minRTExtSize >> blog)
-	} else {
+	default:
 		g.RTExtBlocks = 1
+	}
+	if o.RTSize != "" {
+		if _, err := convertLater('r', "size", o.RTSize, bs, ss); err != nil {
+			return nil, err
+		}
+		return nil, usagef("size specified for non-existent rt subvolume")
 	}
 
 	// open_devices: usable device size in 512-byte units, rounded down to

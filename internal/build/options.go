@@ -72,6 +72,8 @@ type Options struct {
 	LazyCount    bool   // -l lazy-count
 	LogDevice    string // -l logdev / name (external logs are refused)
 	RTDevice     string // -r rtdev / name (realtime devices are refused)
+	RTExtSize    string // -r extsize (recorded in the superblock even without a realtime device)
+	RTSize       string // -r size
 	DirBlockSize string // -n size
 	DirVersion   int    // -n version
 	ASCIICI      bool   // -n version=ci
@@ -460,8 +462,10 @@ func (o *Options) setString(class byte, name, value string) error {
 		o.DirVersion = int(v)
 	case "r.rtdev", "r.name":
 		o.RTDevice = value
-	case "r.extsize", "r.size":
-		// Only meaningful with a realtime device, which Plan refuses.
+	case "r.extsize":
+		o.RTExtSize = value
+	case "r.size":
+		o.RTSize = value
 	}
 	return nil
 }
