@@ -17,21 +17,21 @@ import (
 // single-leaf free space and inode B-trees and the counters. It stands in
 // for mkfs -p's AG accounting.
 type testImage struct {
-	t      testing.TB
-	path   string
-	dev    *image.File
-	sb     *ondisk.Superblock
-	p      *pack.Packer
-	agno   uint32
-	free   []agExt // free extents before packing, by block
-	fi     int     // free extent being consumed
-	cur    uint32  // next block in it
-	used   []agExt
-	frag   uint64 // >0: runs of at most frag blocks, a free block between them
+	t    testing.TB
+	path string
+	dev  *image.File
+	sb   *ondisk.Superblock
+	p    *pack.Packer
+	agno uint32
+	free []agExt // free extents before packing, by block
+	fi   int     // free extent being consumed
+	cur  uint32  // next block in it
+	used []agExt
+	frag uint64 // >0: runs of at most frag blocks, a free block between them
 	// reverse: runs of frag blocks taken from one region in descending
 	// order, so a mapping fragments without leaving free gaps.
 	reverse bool
-	chunks []ondisk.InobtRec
+	chunks  []ondisk.InobtRec
 }
 
 type agExt struct{ bno, len uint32 }
