@@ -22,6 +22,12 @@ func fuzzSeeds(t testing.TB) [][]byte {
 
 // FuzzReader feeds arbitrary bytes to the reader. mode bit 0 turns off CRC
 // checks so that mutations reach the record decoders.
+//
+//	go test -fuzz=FuzzReader -fuzzminimizetime=5s ./internal/stream
+//
+// (The reader resynchronises after damage, so almost every byte removal
+// keeps an input's coverage and Go's default 60 s minimisation of each new
+// input dominates short runs; a short -fuzzminimizetime keeps it fuzzing.)
 func FuzzReader(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s, uint8(0))

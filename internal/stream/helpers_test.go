@@ -431,7 +431,7 @@ func logicalBytes(t testing.TB, media ...[]byte) []byte {
 	for i, m := range media {
 		list = append(list, Media{Name: fmt.Sprint(i), R: bytes.NewReader(m)})
 	}
-	cs, err := openMedia(list, false)
+	cs, err := openMedia(list, false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

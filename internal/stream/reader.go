@@ -18,6 +18,11 @@ type ReaderOptions struct {
 	MaxXattrBytes int64
 	// KeepIndex keeps the trailing index for Index().
 	KeepIndex bool
+	// BlockSize, if not zero, makes every Read on the media ask for a
+	// multiple of this many bytes (tape devices need reads of whole
+	// records). It need not match the block size the stream was written
+	// with, but must be a multiple of it for tapes.
+	BlockSize int
 
 	noCRC      bool // fuzzing: skip CRC checks to reach deeper code
 	noChunkCRC bool // tests: skip only chunk CRCs to exercise record-level resync
@@ -79,7 +84,10 @@ func NewMediaReader(media []Media, opts ReaderOptions) (*Reader, error) {
 	if opts.MaxXattrBytes <= 0 {
 		opts.MaxXattrBytes = 64 << 20
 	}
-	cs, err := openMedia(media, opts.noCRC)
+	if opts.BlockSize < 0 || opts.BlockSize > MaxBlockSize {
+		return nil, fmt.Errorf("stream: read block size %d out of range", opts.BlockSize)
+	}
+	cs, err := openMedia(media, opts.noCRC, opts.BlockSize)
 	if err != nil {
 		return nil, err
 	}

@@ -102,7 +102,7 @@ func Resume(files []ResumeFile, opts WriterOptions) (*Writer, ResumeInfo, error)
 	for i, m := range media {
 		list[i] = Media{Name: m.name, R: io.NewSectionReader(m.f, 0, m.size)}
 	}
-	cs, err := openMedia(list, false)
+	cs, err := openMedia(list, false, 0)
 	if err != nil {
 		return nil, info, err
 	}

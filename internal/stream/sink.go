@@ -178,6 +178,10 @@ func (s *sink) mediaWriter() {
 	defer close(s.wdone)
 	for j := range s.order {
 		if j.barrier != nil {
+			if j.cp != nil && s.getErr() == nil {
+				s.pendingDur = append(s.pendingDur, pendingDur{end: s.written, cp: j.cp})
+				s.fireDurable()
+			}
 			close(j.barrier)
 			continue
 		}

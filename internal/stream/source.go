@@ -19,6 +19,7 @@ type bufReader struct {
 	eof   bool
 	err   error // first non-EOF read error
 	empty int   // consecutive empty reads
+	block int   // if > 0, every Read asks for a multiple of this many bytes
 }
 
 const (
@@ -31,20 +32,28 @@ const (
 func (b *bufReader) peek(n int) []byte {
 	n = min(n, maxPeek)
 	for b.end-b.start < n && !b.eof && b.err == nil {
-		if b.start+n > len(b.buf) {
+		if b.start+n > len(b.buf) || len(b.buf)-b.end < b.block {
 			nb := b.buf
-			if n > len(b.buf) {
+			if need := max(n, b.end-b.start+b.block); need > len(b.buf) {
 				// Grow in steps so small inputs stay cheap and large
 				// chunks are read with large reads.
-				nb = make([]byte, min(max(n+n/2, 2*len(b.buf), 4<<10), maxPeek+readSize))
+				size := min(max(need+need/2, 2*len(b.buf), 4<<10), maxPeek+readSize)
+				if b.block > 0 {
+					size = int(roundUp(int64(max(size, need)), int64(b.block)))
+				}
+				nb = make([]byte, size)
 			}
 			copy(nb, b.buf[b.start:b.end])
 			b.end -= b.start
 			b.start = 0
 			b.buf = nb
 		}
-		m, err := b.r.Read(b.buf[b.end:])
-		if m < 0 || m > len(b.buf)-b.end {
+		room := b.buf[b.end:]
+		if b.block > 0 {
+			room = room[:len(room)/b.block*b.block]
+		}
+		m, err := b.r.Read(room)
+		if m < 0 || m > len(room) {
 			b.err = errors.New("reader returned an invalid count")
 			break
 		}
@@ -214,7 +223,8 @@ func (cs *chunkSource) startMedia(m *mediaIn) {
 		return
 	}
 	if len(m.br.peek(1)) == 0 && m.br.err == nil {
-		cs.addNote(note{media: m.name, offset: 0, reason: "empty media file"})
+		// An empty file holds no part of any stream (Resume leaves media
+		// files it no longer needs empty).
 		return
 	}
 	cs.addNote(note{media: m.name, offset: 0, reason: "media header: " + m.hdrWhy})
@@ -323,7 +333,7 @@ func (cs *chunkSource) scan(m *mediaIn) {
 }
 
 // openMedia reads the media headers and orders the media files.
-func openMedia(list []Media, skipCRC bool) (*chunkSource, error) {
+func openMedia(list []Media, skipCRC bool, block int) (*chunkSource, error) {
 	cs := &chunkSource{skipCRC: skipCRC}
 	var ref *mediaIn
 	seen := map[uint32]string{}
@@ -331,7 +341,7 @@ func openMedia(list []Media, skipCRC bool) (*chunkSource, error) {
 		if md.R == nil {
 			return nil, fmt.Errorf("stream: media %q has no reader", md.Name)
 		}
-		m := &mediaIn{name: md.Name, br: &bufReader{r: md.R}}
+		m := &mediaIn{name: md.Name, br: &bufReader{r: md.R, block: block}}
 		b := m.br.peek(MediaHeaderSize)
 		if m.br.err != nil && len(b) < MediaHeaderSize {
 			return nil, fmt.Errorf("%s: read media header: %w", md.Name, m.br.err)

@@ -345,6 +345,7 @@ func checkSurvivors(t *testing.T, tr *tree, res readResult, incidents int) {
 }
 
 type blockChecker struct {
+	out    []byte
 	bs     int
 	n      int
 	writes int
@@ -356,6 +357,7 @@ func (b *blockChecker) Write(p []byte) (int, error) {
 		b.bad = fmt.Errorf("write %d of %d bytes", b.writes, len(p))
 	}
 	b.n += len(p)
+	b.out = append(b.out, p...)
 	b.writes++
 	return len(p), nil
 }
@@ -364,7 +366,7 @@ func TestFixedBlocks(t *testing.T) {
 	tr := genTree(4, treeOpts{dirs: 10, files: 100, maxFile: 300 << 10})
 	bc := &blockChecker{bs: 65536}
 	var buf bytes.Buffer
-	w, err := NewWriter(io.MultiWriter(bc, &buf), tr.hdr, WriterOptions{BlockSize: 65536})
+	w, err := NewWriter(io.MultiWriter(bc, &buf), tr.hdr, WriterOptions{BlockSize: 65536, ChunkSize: 100000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,6 +391,31 @@ func TestFixedBlocks(t *testing.T) {
 	if h, _ := r.Header(); h.BlockSize != 65536 {
 		t.Fatalf("block size %d", h.BlockSize)
 	}
+	// Read it back like a tape: one block per read, and reads that are
+	// not a multiple of the block size fail.
+	r, err = NewReader(&tapeReader{b: bc.out, bs: 65536}, ReaderOptions{BlockSize: 65536})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = readAll(t, r, tr)
+	expectComplete(t, r, tr, res)
+}
+
+type tapeReader struct {
+	b  []byte
+	bs int
+}
+
+func (t *tapeReader) Read(p []byte) (int, error) {
+	if len(p)%t.bs != 0 || len(p) == 0 {
+		return 0, fmt.Errorf("tape read of %d bytes", len(p))
+	}
+	if len(t.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:t.bs], t.b)
+	t.b = t.b[n:]
+	return n, nil
 }
 
 // mediaSet collects media files in memory.
@@ -529,5 +556,55 @@ func TestResumeAfterTruncation(t *testing.T) {
 				t.Fatalf("only %d of %d cuts resumed", resumed, len(cuts))
 			}
 		})
+	}
+}
+
+func TestCheckpoints(t *testing.T) {
+	tr := genTree(40, treeOpts{dirs: 20, files: 100, maxFile: 100 << 10})
+	var mu sync.Mutex
+	var cps []Checkpoint
+	ms := &mediaSet{}
+	w0, _ := ms.open(0)
+	w, err := NewWriter(w0, tr.hdr, WriterOptions{ChunkSize: 64 << 10, MaxMediaSize: 256 << 10, OpenMedia: ms.open,
+		OnCheckpoint: func(cp Checkpoint) { mu.Lock(); cps = append(cps, cp); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.write(w, 0); err != nil {
+		t.Fatal(err)
+	}
+	if cp := w.Checkpoint(); cp.Phase != PhaseFiles || cp.Files != uint64(len(tr.files)) || cp.Dirs != uint64(len(tr.dirs)) || cp.HardLinks != uint64(len(tr.links)) {
+		t.Fatalf("checkpoint before Close: %+v", cp)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if d, c := w.Durable(), w.Checkpoint(); d.Logical != c.Logical {
+		t.Fatalf("after Flush durable %+v, current %+v", d, c)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	media := ms.bytes()
+	lb := logicalBytes(t, media...)
+	if len(cps) < 10 {
+		t.Fatalf("%d checkpoints", len(cps))
+	}
+	last := cps[len(cps)-1]
+	if last.Phase != PhaseDone || last.Logical != int64(len(lb)) || last.Media != len(media)-1 || w.Durable() != last {
+		t.Fatalf("last checkpoint %+v (stream %d bytes, %d media)", last, len(lb), len(media))
+	}
+	for i, cp := range cps {
+		if i > 0 && (cp.Logical <= cps[i-1].Logical || cp.Media < cps[i-1].Media) {
+			t.Fatalf("checkpoints not increasing: %+v then %+v", cps[i-1], cp)
+		}
+		if cp.MediaOffset > int64(len(media[cp.Media])) {
+			t.Fatalf("checkpoint %+v beyond media", cp)
+		}
+		if cp.Phase != PhaseDone {
+			if _, ok := decodeRecordHeader(lb[cp.Logical:], false); !ok {
+				t.Fatalf("checkpoint %+v is not at a record boundary", cp)
+			}
+		}
 	}
 }

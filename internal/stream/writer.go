@@ -277,6 +277,13 @@ func (w *Writer) put(p []byte) {
 func (w *Writer) submit() {
 	j := w.cur
 	if len(j.raw) == 0 {
+		if w.cpPending && w.err == nil {
+			// The checkpoint ends exactly at a chunk boundary: it is
+			// durable once the chunks before it are written.
+			cp := w.cp
+			w.cpPending = false
+			w.s.order <- &job{barrier: make(chan struct{}), cp: &cp}
+		}
 		return
 	}
 	j.logical = w.logical - int64(len(j.raw))
