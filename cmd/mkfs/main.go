@@ -31,7 +31,7 @@ var subopts = []struct {
 	{'m', "metadata", "features: crc=1,finobt=0|1,rmapbt=0|1,reflink=0|1,inobtcount=0|1,bigtime=0|1,uuid=UUID"},
 	{'n', "naming", "directories: size=N,version=2|ci,ftype=1"},
 	{'s', "sector", "sector size: size=N"},
-	{'r', "realtime", "realtime section (not supported)"},
+	{'r', "realtime", "realtime: extsize=N (realtime devices are not supported)"},
 	{'c', "config", "configuration file (not supported)"},
 }
 

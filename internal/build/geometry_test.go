@@ -44,6 +44,16 @@ func geometryMatrix(long bool) []geometryCase {
 		{"-L", "label"}, {"-L", "twelve_chars"}, {"-d", "noalign"}, {"-n", "version=ci"},
 		{"-m", "rmapbt=1", "-b", "size=1024"}, {"-m", "rmapbt=1", "-b", "size=65536"},
 		{"-m", "rmapbt=1", "-i", "nrext64=1", "-b", "size=2048"},
+		// Odd and invalid combinations: both must refuse the same ones.
+		{"-d", "sectsize=4096"}, {"-l", "sectsize=4096"}, {"-i", "perblock=2", "-b", "size=1k"},
+		{"-n", "size=4k", "-b", "size=8k"}, {"-i", "align=0"}, {"-l", "version=1"}, {"-l", "lazy-count=0"},
+		{"-i", "attr=1"}, {"-n", "ftype=0"}, {"-i", "projid32bit=0"}, {"-d", "sunit=0,swidth=0"},
+		{"-d", "su=0,sw=0"}, {"-r", "extsize=64k"}, {"-r", "extsize=5000"}, {"-r", "size=1g"},
+		{"-d", "size=100000s"}, {"-d", "size=1000b"}, {"-d", "size=0x8000000"}, {"-d", "size=0100000000"},
+		{"-l", "size=10m,agnum=0"}, {"-d", "agsize=512m", "-l", "agnum=3"}, {"-d", "agsize=100m"},
+		{"-l", "su=300k"}, {"-l", "sunit=7"}, {"-n", "version=1"}, {"-d", "file=0"}, {"-i", "nrext64"},
+		{"-m", "rmapbt"}, {"-d", "su=64k,sw=2", "-l", "su=128k"}, {"-d", "su=512k,sw=2"}, {"-d", "su=4k,sw=1000"},
+		{"-b", "size=512"}, {"-i", "size=256"}, {"-d", "agcount=0"}, {"-d", "agcount=100000"},
 	}
 	optSizes := []int64{64 * M, 300 * M, 1 * G, 20 * G}
 	if long {

@@ -15,6 +15,14 @@ import (
 // target) into Options, for tests.
 func parseArgs(t testing.TB, args []string) *Options {
 	t.Helper()
+	o, err := tryParseArgs(args)
+	if err != nil {
+		t.Fatalf("options %q: %v", args, err)
+	}
+	return o
+}
+
+func tryParseArgs(args []string) (*Options, error) {
 	o := NewOptions()
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -37,11 +45,11 @@ func parseArgs(t testing.TB, args []string) *Options {
 		default:
 			i++
 			if err := o.ParseSubopts(c, args[i]); err != nil {
-				t.Fatalf("options %q: %v", args, err)
+				return nil, err
 			}
 		}
 	}
-	return o
+	return o, nil
 }
 
 // realMkfs runs mkfs.xfs with args (small filesystems allowed, as fstests
@@ -83,7 +91,10 @@ func sparseFile(t testing.TB, dir, name string, size int64) string {
 // ourReport plans args against path and returns the -N report.
 func ourReport(t testing.TB, args []string, path string) (string, error) {
 	t.Helper()
-	o := parseArgs(t, append(append([]string{}, args...), path))
+	o, err := tryParseArgs(append(append([]string{}, args...), path))
+	if err != nil {
+		return "", err
+	}
 	ti, err := ProbeTarget(o.Target)
 	if err != nil {
 		return "", err
