@@ -181,12 +181,16 @@ func buildTree(dirs map[uint64]*stream.Dir, synthetic map[uint64]bool, sel *sele
 	rootNode.inside = sel.all()
 	t.dirs[t.root] = rootNode
 	t.order = append(t.order, rootNode)
+	named := map[uint64]bool{} // directories some entry names (reported if refused)
 	for i := 0; i < len(t.order); i++ {
 		dn := t.order[i]
 		d := dirs[dn.ino]
 		seen := make(map[string]struct{}, len(d.Entries))
 		for _, e := range d.Entries {
 			p := joinPath(dn.path, e.Name)
+			if dirs[e.Ino] != nil {
+				named[e.Ino] = true
+			}
 			if err := checkName(e.Name); err != nil {
 				*problems = append(*problems, Problem{Path: joinPath(dn.path, fmt.Sprintf("%q", e.Name)), Ino: e.Ino, Reason: "refused: " + err.Error()})
 				continue
@@ -234,7 +238,7 @@ func buildTree(dirs map[uint64]*stream.Dir, synthetic map[uint64]bool, sel *sele
 	if sel.all() {
 		var unreachable []uint64
 		for ino := range dirs {
-			if t.dirs[ino] == nil && !synthetic[ino] {
+			if t.dirs[ino] == nil && !synthetic[ino] && !named[ino] {
 				unreachable = append(unreachable, ino)
 			}
 		}
