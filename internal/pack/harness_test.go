@@ -1,7 +1,6 @@
 package pack_test
 
 import (
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"testing"
@@ -32,6 +31,7 @@ type testImage struct {
 	// order, so a mapping fragments without leaving free gaps.
 	reverse bool
 	chunks  []ondisk.InobtRec
+	rmaps   []ondisk.RmapRec // mappings of what was packed and written
 }
 
 type agExt struct{ bno, len uint32 }
@@ -118,21 +118,6 @@ func (ti *testImage) leafRecs(agbno uint32, recSize int) [][]byte {
 		out = append(out, slices.Clone(buf[o:o+recSize]))
 	}
 	return out
-}
-
-func (ti *testImage) writeLeaf(agbno uint32, recSize int, recs [][]byte) {
-	buf := make([]byte, ti.sb.BlockSize)
-	ti.read(buf, ti.blockOff(agbno))
-	if ondisk.ShortHdrSize+len(recs)*recSize > len(buf) {
-		ti.t.Fatalf("AG %d block %d: %d records do not fit one leaf", ti.agno, agbno, len(recs))
-	}
-	clear(buf[ondisk.ShortHdrSize:])
-	binary.BigEndian.PutUint16(buf[6:], uint16(len(recs)))
-	for i, r := range recs {
-		copy(buf[ondisk.ShortHdrSize+i*recSize:], r)
-	}
-	ondisk.SealBtreeBlock(buf, false)
-	ti.writeAt(buf, ti.blockOff(agbno))
 }
 
 // alloc is the pack.Allocator: a bump allocator over the AG's free
@@ -238,14 +223,36 @@ func (ti *testImage) readInode(ino uint64) *ondisk.Dinode {
 	return d
 }
 
-// finish rewrites the free space and inode B-tree leaves, the AGF, the
-// AGI and the superblock counters.
+// addRmaps records the reverse mappings of what Pack built for ino.
+func (ti *testImage) addRmaps(ino uint64, res *pack.Result) {
+	add := func(fsb, n, off uint64, attr, bmbt bool) {
+		agno, agbno := ti.sb.FSBToAG(fsb)
+		if agno != ti.agno {
+			ti.t.Fatalf("inode %d: block %d outside test AG %d", ino, fsb, ti.agno)
+		}
+		ti.rmaps = append(ti.rmaps, ondisk.RmapRec{StartBlock: agbno, BlockCount: uint32(n), Owner: ino, Offset: off, AttrFork: attr, BmbtBlock: bmbt})
+	}
+	for _, e := range res.Data {
+		add(e.StartBlock, e.Length, e.Offset, false, false)
+	}
+	for _, e := range res.Attr {
+		add(e.StartBlock, e.Length, e.Offset, true, false)
+	}
+	for _, r := range res.DataBmbt {
+		add(r.FSB, r.Len, 0, false, true)
+	}
+	for _, r := range res.AttrBmbt {
+		add(r.FSB, r.Len, 0, true, true)
+	}
+}
+
+// finish rebuilds the AG's B-trees with pack.WriteAGTrees and updates the
+// AGF, AGI and superblock counters.
 func (ti *testImage) finish() {
 	ti.t.Helper()
 	used := slices.Clone(ti.used)
 	slices.SortFunc(used, func(a, b agExt) int { return int(a.bno) - int(b.bno) })
-	var free []agExt
-	var usedBlocks uint64
+	var free []pack.AGExtent
 	ui := 0
 	for _, f := range ti.free {
 		pos, end := f.bno, f.bno+f.len
@@ -255,87 +262,73 @@ func (ti *testImage) finish() {
 				ti.t.Fatalf("allocated %d+%d outside free extent %d+%d", u.bno, u.len, f.bno, f.len)
 			}
 			if u.bno > pos {
-				free = append(free, agExt{pos, u.bno - pos})
+				free = append(free, pack.AGExtent{Bno: pos, Len: u.bno - pos})
 			}
 			pos = u.bno + u.len
-			usedBlocks += uint64(u.len)
 			ui++
 		}
 		if pos < end {
-			free = append(free, agExt{pos, end - pos})
+			free = append(free, pack.AGExtent{Bno: pos, Len: end - pos})
 		}
 	}
 	if ui != len(used) {
 		ti.t.Fatalf("%d allocations outside the free space", len(used)-ui)
 	}
-	rec := func(e agExt) []byte {
-		b := make([]byte, ondisk.AllocRecSize)
-		ondisk.AllocRec{StartBlock: e.bno, BlockCount: e.len}.Encode(b)
-		return b
-	}
-	var bno, cnt [][]byte
-	var freeBlocks, longest uint32
-	for _, e := range free {
-		bno = append(bno, rec(e))
-		freeBlocks += e.len
-		longest = max(longest, e.len)
-	}
-	byCnt := slices.Clone(free)
-	slices.SortFunc(byCnt, func(a, b agExt) int {
-		if a.len != b.len {
-			return int(a.len) - int(b.len)
-		}
-		return int(a.bno) - int(b.bno)
-	})
-	for _, e := range byCnt {
-		cnt = append(cnt, rec(e))
-	}
-	agf := ti.agf()
-	ti.writeLeaf(agf.BnoRoot, ondisk.AllocRecSize, bno)
-	ti.writeLeaf(agf.CntRoot, ondisk.AllocRecSize, cnt)
 	agfBuf, agfOff := ti.agHeader(1)
-	if agf.FreeBlks-uint32(usedBlocks) != freeBlocks {
-		ti.t.Fatalf("AGF free blocks %d - used %d != counted %d", agf.FreeBlks, usedBlocks, freeBlocks)
+	agf, err := ondisk.DecodeAGF(agfBuf)
+	if err != nil {
+		ti.t.Fatal(err)
 	}
-	agf.FreeBlks, agf.Longest = freeBlocks, longest
-	agf.Encode(agfBuf)
-	ti.writeAt(agfBuf, agfOff)
-
 	agiBuf, agiOff := ti.agHeader(2)
 	agi, err := ondisk.DecodeAGI(agiBuf)
 	if err != nil {
 		ti.t.Fatal(err)
 	}
+	if agi.Level != 1 || (ti.sb.HasRmapbt() && agf.RmapLevel != 1) {
+		ti.t.Fatalf("AG %d trees already have several levels", ti.agno)
+	}
 	sparse := ti.sb.HasSpinodes()
-	var inobt, finobt []ondisk.InobtRec
+	in := &pack.AGTrees{AGNo: ti.agno, Free: free, BnoRoot: agf.BnoRoot, CntRoot: agf.CntRoot, InoRoot: agi.Root}
 	for _, r := range ti.leafRecs(agi.Root, ondisk.InobtRecSize) {
 		x, _ := ondisk.DecodeInobtRec(r, sparse)
-		inobt = append(inobt, x)
+		in.Inodes = append(in.Inodes, x)
 	}
-	var icount, ifree uint64
-	for _, c := range ti.chunks {
-		inobt = append(inobt, c)
-		icount += uint64(c.Count)
-		ifree += uint64(c.FreeCount)
-		agi.NewIno = c.StartIno
+	in.Inodes = append(in.Inodes, ti.chunks...)
+	if ti.sb.HasFinobt() {
+		in.FinoRoot = agi.FreeRoot
 	}
-	slices.SortFunc(inobt, func(a, b ondisk.InobtRec) int { return int(a.StartIno) - int(b.StartIno) })
-	var irecs, frecs [][]byte
-	for _, r := range inobt {
-		b := make([]byte, ondisk.InobtRecSize)
-		r.Encode(b)
-		irecs = append(irecs, b)
-		if r.FreeCount > 0 {
-			finobt = append(finobt, r)
-			frecs = append(frecs, b)
+	if ti.sb.HasReflink() {
+		in.RefcRoot = agf.RefcountRoot
+	}
+	if ti.sb.HasRmapbt() {
+		in.RmapRoot = agf.RmapRoot
+		for _, r := range ti.leafRecs(agf.RmapRoot, ondisk.RmapRecSize) {
+			x, _ := ondisk.DecodeRmapRec(r)
+			in.Rmaps = append(in.Rmaps, x)
+		}
+		in.Rmaps = append(in.Rmaps, ti.rmaps...)
+		for _, c := range ti.chunks {
+			in.Rmaps = append(in.Rmaps, ondisk.RmapRec{StartBlock: c.StartIno >> ti.sb.InoPBLog, BlockCount: ti.p.ChunkBlocks(), Owner: ondisk.RmapOwnInodes})
 		}
 	}
-	ti.writeLeaf(agi.Root, ondisk.InobtRecSize, irecs)
-	if ti.sb.HasFinobt() {
-		ti.writeLeaf(agi.FreeRoot, ondisk.InobtRecSize, frecs)
+	res, err := pack.WriteAGTrees(ti.sb, ti.dev, in)
+	if err != nil {
+		ti.t.Fatal(err)
 	}
-	agi.Count += uint32(icount)
-	agi.FreeCount += uint32(ifree)
+	oldFree := uint64(agf.FreeBlks) + uint64(agf.BtreeBlks)
+	oldICount, oldIFree := agi.Count, agi.FreeCount
+	agf.FreeBlks, agf.Longest, agf.BtreeBlks = res.FreeBlks, res.Longest, res.BtreeBlks
+	agf.BnoLevel, agf.CntLevel = res.BnoLevel, res.CntLevel
+	if ti.sb.HasRmapbt() {
+		agf.RmapLevel, agf.RmapBlocks = res.RmapLevel, res.RmapBlocks
+	}
+	agf.Encode(agfBuf)
+	ti.writeAt(agfBuf, agfOff)
+	agi.Count, agi.FreeCount, agi.NewIno = res.Count, res.FreeCount, res.NewIno
+	agi.Level, agi.FreeLevel = res.InoLevel, res.FinoLevel
+	if ti.sb.HasInobtCnt() {
+		agi.IBlocks, agi.FBlocks = res.IBlocks, res.FBlocks
+	}
 	agi.Encode(agiBuf)
 	ti.writeAt(agiBuf, agiOff)
 
@@ -345,9 +338,9 @@ func (ti *testImage) finish() {
 	if err != nil {
 		ti.t.Fatal(err)
 	}
-	sb.ICount += icount
-	sb.IFree += ifree
-	sb.FDBlocks -= usedBlocks
+	sb.ICount += uint64(agi.Count - oldICount)
+	sb.IFree = sb.IFree - uint64(oldIFree) + uint64(agi.FreeCount)
+	sb.FDBlocks = sb.FDBlocks - oldFree + uint64(res.FreeBlks) + uint64(res.BtreeBlks)
 	sb.Encode(sbBuf)
 	ti.writeAt(sbBuf, 0)
 	if err := ti.dev.Sync(); err != nil {

