@@ -55,7 +55,14 @@ func TestLevel0MatchesKernel(t *testing.T) {
 			img, m := oracle.CorpusWithManifest(t, g.opts)
 			want := kernelTree(t, img)
 			inv := filepath.Join(t.TempDir(), "inv.db")
+			before, err := os.Stat(img)
+			if err != nil {
+				t.Fatal(err)
+			}
 			r := dumpT(t, Options{Image: img, Dests: dests(t, 1), Inventory: inv, SessionLabel: "full", MediaLabels: []string{"m0"}})
+			if after, err := os.Stat(img); err != nil || !after.ModTime().Equal(before.ModTime()) || after.Size() != before.Size() {
+				t.Fatalf("the image was modified by the dump")
+			}
 			c := readStreams(t, mediaOf(r))
 			got := c.tree(t)
 			diff := treecmp.Diff(want, got, aclOnce)

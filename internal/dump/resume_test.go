@@ -140,6 +140,19 @@ func TestKillResume(t *testing.T) {
 			if !r.Resumed || len(r.Problems) > 0 {
 				t.Fatalf("trial %d: result %+v", trial, r)
 			}
+			var sum int64
+			for _, s := range r.Streams {
+				for _, m := range s.Media {
+					fi, err := os.Stat(m)
+					if err != nil {
+						t.Fatal(err)
+					}
+					sum += fi.Size()
+				}
+			}
+			if sum != r.Bytes {
+				t.Fatalf("trial %d: resumed result says %d bytes, media hold %d", trial, r.Bytes, sum)
+			}
 		}
 		if got := readStreams(t, mediaOf(r)).signature(); got != want {
 			t.Fatalf("trial %d: resumed streams differ from an uninterrupted dump", trial)

@@ -71,8 +71,8 @@ func (d *dumper) runStream(ctx context.Context, r *streamRun) (err error) {
 			w.Flush()
 			r.out.stop.Store(true)
 			w.Close()
+			r.collect(w)
 		}
-		r.collect(w)
 	}()
 
 	if err := d.writeDirs(ctx, w, at); err != nil {
@@ -83,6 +83,7 @@ func (d *dumper) runStream(ctx context.Context, r *streamRun) (err error) {
 	}
 	closed = true
 	if err := w.Close(); err != nil {
+		r.collect(w)
 		return fmt.Errorf("stream %d (%s): %w", r.st.Index, r.st.Dest, err)
 	}
 	if err := r.out.sync(); err != nil {
@@ -91,7 +92,8 @@ func (d *dumper) runStream(ctx context.Context, r *streamRun) (err error) {
 	return d.finishStream(r, w)
 }
 
-// collect fills the stream's result from the writer.
+// collect fills the stream's result from the writer (Bytes: what this
+// process wrote; finishStream replaces it with the media files' sizes).
 func (r *streamRun) collect(w *stream.Writer) {
 	cp := w.Checkpoint()
 	r.res.Files = int64(cp.Files)
