@@ -65,9 +65,8 @@ type attrClaim struct {
 	what     string
 }
 
-func (a *attrIdx) where(blk uint64) string {
-	return fmt.Sprintf("inode %d attr block %d", a.ip.Ino, blk)
-}
+// where names an attribute block by its logical block (xfs_db's ablock).
+func (a *attrIdx) where(blk uint64) string { return fmt.Sprintf("attr block %d", blk) }
 
 func (a *attrIdx) check() error {
 	const st = "attr fork"

@@ -94,9 +94,9 @@ func (d *dirIdx) read(l uint64, st string) (buf []byte, fsb uint64, ok bool, err
 }
 
 func (d *dirIdx) check() error {
-	data := d.m.mappedStarts(0, d.leafDA, d.per)
-	leaf := d.m.mappedStarts(d.leafDA, d.freeDA, d.per)
-	free := d.m.mappedStarts(d.freeDA, math.MaxUint64, d.per)
+	// ReadDir read every data block, so listing them is cheap; the other
+	// spaces are walked lazily.
+	data := slices.Collect(d.m.starts(0, d.leafDA, d.per))
 	if len(data) == 0 {
 		return nil // ReadDir reports a directory without data blocks
 	}
@@ -106,8 +106,7 @@ func (d *dirIdx) check() error {
 	}
 	if data[0] == 0 && len(buf) >= 4 && binary.BigEndian.Uint32(buf) == ondisk.Dir3BlockMagic {
 		d.checkBlockForm(buf, fsb)
-		if len(leaf)+len(free) > 0 {
-			l := append(leaf, free...)[0]
+		if l, ok := d.m.first(d.leafDA, math.MaxUint64, d.per); ok {
 			d.f.add("directory", -1, "single-block directory also maps logical block %d in the leaf or free space", l)
 		}
 		return nil
@@ -133,7 +132,7 @@ func (d *dirIdx) check() error {
 		}
 	}
 	d.seen = make([]bool, len(d.addrs))
-	if len(leaf) == 0 || leaf[0] != d.leafDA {
+	if l, ok := d.m.first(d.leafDA, d.freeDA, d.per); !ok || l != d.leafDA {
 		d.f.add("directory", -1, "no hash index block at logical block %d (%d data blocks need one)", d.leafDA, len(data))
 		return nil
 	}
@@ -143,17 +142,18 @@ func (d *dirIdx) check() error {
 	}
 	switch ondisk.DAMagic(buf) {
 	case ondisk.Dir3Leaf1Magic:
-		d.checkLeaf1(buf, fsb)
-		if len(leaf) > 1 || len(free) > 0 {
-			l := append(leaf[1:], free...)[0]
+		if !d.checkLeaf1(buf, fsb) {
+			return nil // an unreadable leaf indexes nothing: one finding is enough
+		}
+		if l, ok := d.m.first(d.leafDA+d.per, math.MaxUint64, d.per); ok {
 			d.f.add(ondisk.DAName(ondisk.Dir3Leaf1Magic), int64(fsb), "%s: a leaf-form directory, but logical block %d in the leaf or free space is mapped too", d.where(d.leafDA), l)
 		}
 	case ondisk.DA3NodeMagic, ondisk.Dir3LeafNMagic:
-		ok, err := d.checkNode(buf, fsb, leaf)
+		ok, err := d.checkNode(buf, fsb)
 		if err != nil || !ok {
 			return err
 		}
-		if err := d.checkFree(free); err != nil {
+		if err := d.checkFree(); err != nil {
 			return err
 		}
 	default:
@@ -247,13 +247,14 @@ func bestStr(b uint16) string {
 }
 
 // checkLeaf1 checks the single leaf of a leaf-form directory: entries
-// against the data, and the bests table in its tail.
-func (d *dirIdx) checkLeaf1(buf []byte, fsb uint64) {
+// against the data, and the bests table in its tail. ok is false when the
+// block itself is broken.
+func (d *dirIdx) checkLeaf1(buf []byte, fsb uint64) (ok bool) {
 	st := ondisk.DAName(ondisk.Dir3Leaf1Magic)
 	l, err := ondisk.VerifyDir3Leaf(buf, ondisk.Dir3Leaf1Magic, d.c.sb, d.c.sb.FSBToDaddr(fsb), d.ip.Ino, d.where(d.leafDA))
 	if err != nil {
 		d.f.addErr(int64(fsb), err)
-		return
+		return false
 	}
 	if l.Info.Forw != 0 || l.Info.Back != 0 {
 		d.f.add(st, int64(fsb), "%s: sibling links forw %d back %d in the only leaf", d.where(d.leafDA), l.Info.Forw, l.Info.Back)
@@ -271,11 +272,12 @@ func (d *dirIdx) checkLeaf1(buf []byte, fsb uint64) {
 			d.f.add(st, int64(fsb), "%s: bests[%d] is %s, but data block %d's largest free region is %s", d.where(d.leafDA), i, bestStr(b), i, bestStr(want))
 		}
 	}
+	return true
 }
 
 // checkNode walks the da-btree of a node-form directory; ok false means
 // the tree is too broken to judge the rest.
-func (d *dirIdx) checkNode(root []byte, rootFSB uint64, leafBlocks []uint64) (ok bool, err error) {
+func (d *dirIdx) checkNode(root []byte, rootFSB uint64) (ok bool, err error) {
 	st := ondisk.DAName(ondisk.Dir3LeafNMagic)
 	w := &daWalk{
 		c: d.c, ip: d.ip, f: d.f, m: d.m, per: d.per, leafMagic: ondisk.Dir3LeafNMagic, kind: "dir",
@@ -305,7 +307,10 @@ func (d *dirIdx) checkNode(root []byte, rootFSB uint64, leafBlocks []uint64) (ok
 	if w.failed {
 		return false, nil
 	}
-	for _, b := range leafBlocks {
+	for b := range d.m.starts(d.leafDA, d.freeDA, d.per) {
+		if d.f.full() {
+			break
+		}
 		if !w.visited[b] {
 			d.f.add("directory", -1, "logical block %d in the leaf space is not in the hash tree", b)
 		}
@@ -316,11 +321,11 @@ func (d *dirIdx) checkNode(root []byte, rootFSB uint64, leafBlocks []uint64) (ok
 // checkFree checks the free index blocks of a node-form directory: each
 // one's bests against the data blocks' largest free regions, and every
 // data block covered.
-func (d *dirIdx) checkFree(free []uint64) error {
+func (d *dirIdx) checkFree() error {
 	st := ondisk.DirBlockName(ondisk.Dir3FreeMagic)
 	covered := make([]bool, len(d.dbs))
 	n := d.nents()
-	for _, l := range free {
+	for l := range d.m.starts(d.freeDA, math.MaxUint64, d.per) {
 		if d.f.full() {
 			break
 		}

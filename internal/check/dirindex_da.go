@@ -2,6 +2,7 @@ package check
 
 import (
 	"fmt"
+	"iter"
 	"sort"
 
 	"xfskit/internal/xfs"
@@ -89,20 +90,35 @@ func (m *forkBlocks) runs(l, n uint64) ([]blockRun, error) {
 	return out, nil
 }
 
-// mappedStarts lists, in order, the logical starts of the per-block units
-// (directory blocks; 1 for attribute blocks) that have any mapped block in
-// [lo, hi).
-func (m *forkBlocks) mappedStarts(lo, hi, per uint64) []uint64 {
-	var out []uint64
-	for _, e := range m.ext {
-		s, end := max(e.Offset, lo), min(e.End(), hi)
-		for u := s - s%per; u < end; u += per {
-			if n := len(out); n == 0 || out[n-1] < u {
-				out = append(out, u)
+// starts yields, in order, the logical starts of the per-block units
+// (directory blocks; 1 for attribute blocks) that have a block mapped in
+// [lo, hi). It is lazy: a hostile map can claim millions of blocks.
+func (m *forkBlocks) starts(lo, hi, per uint64) iter.Seq[uint64] {
+	return func(yield func(uint64) bool) {
+		var last uint64
+		seen := false
+		for _, e := range m.ext {
+			s, end := max(e.Offset, lo), min(e.End(), hi)
+			for u := s - s%per; u < end; u += per {
+				if seen && u <= last {
+					u = last // extents may overlap; the walk reports that
+					continue
+				}
+				seen, last = true, u
+				if !yield(u) {
+					return
+				}
 			}
 		}
 	}
-	return out
+}
+
+// first returns the first unit start in [lo, hi), if any.
+func (m *forkBlocks) first(lo, hi, per uint64) (uint64, bool) {
+	for u := range m.starts(lo, hi, per) {
+		return u, true
+	}
+	return 0, false
 }
 
 // readLogical reads n logical blocks from l; fsb is the first filesystem
