@@ -255,7 +255,7 @@ func xattrName(x *stream.Xattr) (string, error) {
 	return "", fmt.Errorf("attribute %q: unknown namespace %d", x.Name, uint8(x.Namespace))
 }
 
-func xattrErr(name string, err error) error {
+func xattrErr(name string, size int, err error) error {
 	switch err {
 	case unix.EOPNOTSUPP:
 		ns := name
@@ -268,6 +268,8 @@ func xattrErr(name string, err error) error {
 		return fmt.Errorf("attribute %s: the destination filesystem does not support %s.* attributes here", name, ns)
 	case unix.EPERM, unix.EACCES:
 		return fmt.Errorf("attribute %s: not permitted (%v)", name, err)
+	case unix.ENOSPC, unix.E2BIG, unix.ERANGE:
+		return fmt.Errorf("attribute %s (%d bytes): the destination filesystem has no room for it (%v)", name, size, err)
 	}
 	return fmt.Errorf("attribute %s: %w", name, err)
 }
@@ -283,7 +285,7 @@ func setXattrs(xs []stream.Xattr, set func(name string, value []byte) error) []e
 			continue
 		}
 		if err := set(name, xs[i].Value); err != nil {
-			errs = append(errs, xattrErr(name, err))
+			errs = append(errs, xattrErr(name, len(xs[i].Value), err))
 		}
 	}
 	return errs
