@@ -55,11 +55,11 @@ func TestCommandLine(t *testing.T) {
 		t.Fatalf("dump: exit %d: %s", code, e)
 	}
 	for _, args := range [][]string{
-		{},                          // nothing
-		{filepath.Join(dir, "d")},   // no -f
-		{"-f", s},                   // no destination
-		{"-f", s, "a", "b"},         // two destinations
-		{"-t", "-f", s, "d"},        // -t takes no destination
+		{},                        // nothing
+		{filepath.Join(dir, "d")}, // no -f
+		{"-f", s},                 // no destination
+		{"-f", s, "a", "b"},       // two destinations
+		{"-t", "-f", s, "d"},      // -t takes no destination
 		{"-r", "-s", "x", "-f", s, filepath.Join(dir, "d")},
 		{"-t", "-r", "-f", s},
 		{"--no-owner", "--owner", "0", "-f", s, filepath.Join(dir, "d")},
