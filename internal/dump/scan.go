@@ -67,7 +67,7 @@ func scan(ctx context.Context, fs *xfs.FS, since *stream.Timestamp, cnt *scanCou
 		ip, err := fs.DecodeInode(ino, raw)
 		if err != nil {
 			m.inodes = append(m.inodes, inodeInfo{ino: ino, bad: true})
-			m.problems = append(m.problems, err.Error())
+			m.problems = append(m.problems, err.Error()+": not dumped")
 			return nil
 		}
 		info := inodeInfo{ino: ino, mode: ip.Mode}
@@ -100,11 +100,21 @@ func scan(ctx context.Context, fs *xfs.FS, since *stream.Timestamp, cnt *scanCou
 		kept := d.entries[:0]
 		for _, e := range d.entries {
 			t := m.lookup(e.Ino)
-			if t == nil || t.bad {
-				m.problems = append(m.problems, fmt.Sprintf("directory inode %d: entry %q names inode %d, which is free or unreadable: entry not dumped", dino, e.Name, e.Ino))
+			switch {
+			case e.Type == stream.TypeDir && (t == nil || t.bad || m.dirs[e.Ino] == nil):
+				// Leaving a directory out would make a restore delete
+				// everything below it.
+				return nil, ondisk.Corrupt("directory", fmt.Sprintf("inode %d", dino), "", "entry %q names directory inode %d, which is free or unreadable: repair the filesystem before dumping it", e.Name, e.Ino)
+			case t == nil:
+				m.problems = append(m.problems, fmt.Sprintf("directory inode %d: entry %q names free inode %d: entry not dumped", dino, e.Name, e.Ino))
 				continue
+			case t.bad:
+				// Keep the name (typed as the entry says), so that a
+				// restore of an incremental keeps what it has; the inode
+				// itself was reported by the walk.
+			default:
+				e.Type = stream.TypeOfMode(uint32(t.mode))
 			}
-			e.Type = stream.TypeOfMode(uint32(t.mode))
 			kept = append(kept, e)
 		}
 		d.entries = kept
