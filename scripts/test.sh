@@ -14,7 +14,7 @@ for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for fz in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
     echo "fuzz $pkg $fz ($fuzztime)"
-    go test -run '^$' -fuzz "^${fz}\$" -fuzztime "$fuzztime" "$pkg" >/tmp/xfskit-fuzz.log 2>&1 || { cat /tmp/xfskit-fuzz.log; exit 1; }
+    go test -run "^$" -fuzz "^${fz}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg" >/tmp/xfskit-fuzz.log 2>&1 || { cat /tmp/xfskit-fuzz.log; exit 1; }
   done
 done
 echo "fuzz: all targets ran without failures"
