@@ -23,7 +23,8 @@ fi
 img=$(realpath "$img")
 go build -o bin/ ./cmd/dump
 
-work=$(mktemp -d "$(dirname "$img")/dump-bench.XXXXXX")
+# Outside the module: a mounted Go tree under it would be seen by go vet ./...
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/xfskit-dump-bench.XXXXXX")
 mnt=$work/mnt
 mkdir "$mnt"
 cleanup() {
