@@ -1,0 +1,476 @@
+package build
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"xfskit/internal/pack"
+	"xfskit/ondisk"
+)
+
+// popNode is one entry of the tree to copy into the new filesystem.
+type popNode struct {
+	name     string
+	src      string // file to read data from ("" for none)
+	mode     uint32 // Linux st_mode: type and permission bits
+	uid, gid uint32
+	atime    ondisk.Timestamp
+	mtime    ondisk.Timestamp
+	ctime    ondisk.Timestamp
+	rdev     uint32 // XFS device number
+	target   string // symlink target
+	xattrs   []pack.Xattr
+	kids     []*popNode // directories, sorted by name
+	inode    *popNode   // hard links: the entry that owns the inode (nil: itself)
+	nlink    uint32     // links to this inode found in the tree
+	subdirs  uint32     // directories among kids
+	size     int64      // size at scan time (data is measured again when copied)
+	blocks   int64      // allocated bytes at scan time, for sizing
+	reserve  int64      // protofile 'r': bytes of unwritten preallocation
+	ino      uint64     // XFS inode number, once assigned
+	agno     uint32     // AG the inode and its data go to
+
+	// Set while copying and packing.
+	ext        []ondisk.Extent // file data mapping
+	flags      uint16          // di_flags, for inheritance
+	flags2     uint64          // di_flags2 inheritable bits
+	projid     uint32
+	extsize    uint32
+	cowextsize uint32
+}
+
+func (n *popNode) isDir() bool { return n.mode&unix.S_IFMT == unix.S_IFDIR }
+func (n *popNode) isReg() bool { return n.mode&unix.S_IFMT == unix.S_IFREG }
+
+// owner returns the node owning the inode of a (possibly hard-linked) entry.
+func (n *popNode) owner() *popNode {
+	if n.inode != nil {
+		return n.inode
+	}
+	return n
+}
+
+// popTree is a scanned source tree.
+type popTree struct {
+	root     *popNode
+	inodes   int   // distinct inodes, root included
+	dirs     int   // directories
+	entries  int   // directory entries
+	dataSize int64 // allocated data bytes, for sizing
+	meta     int64 // bytes of directories, symlinks and attributes, for sizing
+	warnings []string
+}
+
+// popScanDir reads the directory tree rooted at dir: names, metadata,
+// symlink targets and extended attributes (file data is read later,
+// while it is copied). Hard links are found by device and inode number.
+func popScanDir(dir string) (*popTree, error) {
+	t := &popTree{}
+	links := map[[2]uint64]*popNode{}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, fmt.Errorf("%s: not a directory", dir)
+	}
+	root, err := t.scanNode(dir, "", &st, links)
+	if err != nil {
+		return nil, err
+	}
+	t.root = root
+	var walk func(n *popNode) error
+	walk = func(n *popNode) error {
+		names, err := popReadDirNames(n.src)
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			p := filepath.Join(n.src, name)
+			var cst unix.Stat_t
+			if err := unix.Lstat(p, &cst); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			c, err := t.scanNode(p, name, &cst, links)
+			if err != nil {
+				return err
+			}
+			n.kids = append(n.kids, c)
+			t.entries++
+			if c.isDir() {
+				n.subdirs++
+				if err := walk(c); err != nil {
+					return err
+				}
+			}
+		}
+		t.meta += popDirBytes(n)
+		return nil
+	}
+	if err := walk(root); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// popReadDirNames lists a directory's names sorted bytewise.
+func popReadDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// popDirBytes estimates a directory's size on disk.
+func popDirBytes(n *popNode) int64 {
+	var b int64
+	for _, k := range n.kids {
+		b += int64(ondisk.DirDataEntSize(len(k.name), true)) + 8
+	}
+	return b
+}
+
+func popTimestamp(ts unix.Timespec) ondisk.Timestamp {
+	return ondisk.Timestamp{Sec: ts.Sec, Nsec: uint32(ts.Nsec)}
+}
+
+func (t *popTree) scanNode(path, name string, st *unix.Stat_t, links map[[2]uint64]*popNode) (*popNode, error) {
+	n := &popNode{name: name, src: path, mode: st.Mode, uid: st.Uid, gid: st.Gid,
+		atime: popTimestamp(st.Atim), mtime: popTimestamp(st.Mtim), ctime: popTimestamp(st.Ctim),
+		size: st.Size, blocks: st.Blocks * 512, nlink: 1}
+	typ := st.Mode & unix.S_IFMT
+	if typ != unix.S_IFDIR && st.Nlink > 1 {
+		key := [2]uint64{st.Dev, st.Ino}
+		if first, ok := links[key]; ok {
+			n.inode = first
+			first.nlink++
+			return n, nil
+		}
+		links[key] = n
+	}
+	t.inodes++
+	switch typ {
+	case unix.S_IFDIR:
+		t.dirs++
+	case unix.S_IFREG:
+		t.dataSize += n.blocks
+	case unix.S_IFLNK:
+		target, err := os.Readlink(path)
+		if err != nil {
+			return nil, err
+		}
+		n.target = target
+		t.meta += int64(len(target))
+	case unix.S_IFCHR, unix.S_IFBLK:
+		dev, ok := ondisk.MakeDev(unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		if !ok {
+			return nil, fmt.Errorf("%s: device %d:%d cannot be stored by XFS", path, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		}
+		n.rdev = dev
+	case unix.S_IFIFO, unix.S_IFSOCK:
+	default:
+		return nil, fmt.Errorf("%s: unsupported file type 0%o", path, typ)
+	}
+	xs, warns, err := popReadXattrs(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, w := range warns {
+		t.warnings = append(t.warnings, path+": "+w)
+	}
+	n.xattrs = xs
+	for _, x := range xs {
+		t.meta += int64(len(x.Name) + len(x.Value) + 16)
+	}
+	return n, nil
+}
+
+// popReadXattrs reads every extended attribute of path without
+// following symlinks, in name order, converted to XFS's form. Attributes
+// XFS cannot hold are reported as warnings and skipped.
+func popReadXattrs(path string) ([]pack.Xattr, []string, error) {
+	var names []byte
+	for size := 4096; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Llistxattr(path, buf)
+		if errors.Is(err, unix.ERANGE) && size < 1<<24 {
+			continue
+		}
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil, nil, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("listing xattrs: %w", err)
+		}
+		names = buf[:n]
+		break
+	}
+	var list []string
+	for _, s := range bytes.Split(names, []byte{0}) {
+		if len(s) > 0 {
+			list = append(list, string(s))
+		}
+	}
+	sort.Strings(list)
+	have := map[string]bool{}
+	for _, s := range list {
+		have[s] = true
+	}
+	var out []pack.Xattr
+	var warns []string
+	for _, name := range list {
+		// An XFS source shows ACLs both ways (as root); keep one.
+		if name == "trusted."+ondisk.SGIACLFile && have["system.posix_acl_access"] ||
+			name == "trusted."+ondisk.SGIACLDefault && have["system.posix_acl_default"] {
+			continue
+		}
+		v, err := popGetXattr(path, name)
+		if errors.Is(err, unix.ENODATA) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading xattr %s: %w", name, err)
+		}
+		x, err := pack.XattrFromLinux(name, v)
+		if err != nil {
+			warns = append(warns, err.Error()+"; not copied")
+			continue
+		}
+		out = append(out, x)
+	}
+	return out, warns, nil
+}
+
+func popGetXattr(path, name string) ([]byte, error) {
+	for size := 1024; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Lgetxattr(path, name, buf)
+		if errors.Is(err, unix.ERANGE) && size <= ondisk.AttrMaxValueSize {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}
+
+// popParseProto reads an mkfs.xfs prototype file: a boot image name and
+// two numbers (ignored), then the root directory's "mode uid gid" and,
+// for each directory, entries "name mode uid gid [args]" up to "$". mode
+// is a type letter (- regular, r reserved space, b, c, d, l, p), a
+// setuid (u/-) and a setgid (g/-) letter and three octal digits. ':'
+// starts a comment. Every inode is stamped with now.
+func popParseProto(path string, now time.Time) (*popTree, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) == 0 || raw[len(raw)-1] != '\n' {
+		return nil, fmt.Errorf("%s: proto file premature EOF (no final newline)", path)
+	}
+	p := &protoParser{path: path, toks: popProtoTokens(string(raw)), now: ondisk.TimestampOf(now), t: &popTree{}}
+	for i := 0; i < 3; i++ {
+		if _, err := p.next(); err != nil {
+			return nil, err
+		}
+	}
+	root, err := p.entry("")
+	if err != nil {
+		return nil, err
+	}
+	if !root.isDir() {
+		return nil, fmt.Errorf("%s: the root entry must be a directory", path)
+	}
+	p.t.root = root
+	return p.t, nil
+}
+
+// popProtoTokens splits a prototype file at blanks, dropping ':' comments.
+func popProtoTokens(s string) []string {
+	var out []string
+	for _, line := range strings.SplitAfter(s, "\n") {
+		for {
+			line = strings.TrimLeft(line, " \t\n")
+			if line == "" {
+				break
+			}
+			if line[0] == ':' {
+				break // comment to the end of the line
+			}
+			end := strings.IndexAny(line, " \t\n")
+			if end < 0 {
+				end = len(line)
+			}
+			out = append(out, line[:end])
+			line = line[end:]
+		}
+	}
+	return out
+}
+
+type protoParser struct {
+	path string
+	toks []string
+	pos  int
+	now  ondisk.Timestamp
+	t    *popTree
+}
+
+func (p *protoParser) next() (string, error) {
+	if p.pos >= len(p.toks) {
+		return "", fmt.Errorf("%s: premature EOF in prototype file", p.path)
+	}
+	p.pos++
+	return p.toks[p.pos-1], nil
+}
+
+func (p *protoParser) num(what string) (int64, error) {
+	s, err := p.next()
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseInt(s, 0, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: bad %s %q", p.path, what, s)
+	}
+	return v, nil
+}
+
+func (p *protoParser) entry(name string) (*popNode, error) {
+	ms, err := p.next()
+	if err != nil {
+		return nil, err
+	}
+	bad := fmt.Errorf("%s: bad format string %s", p.path, ms)
+	if len(ms) != 6 {
+		return nil, bad
+	}
+	var mode uint32
+	switch ms[1] {
+	case '-':
+	case 'u':
+		mode |= unix.S_ISUID
+	default:
+		return nil, bad
+	}
+	switch ms[2] {
+	case '-':
+	case 'g':
+		mode |= unix.S_ISGID
+	default:
+		return nil, bad
+	}
+	perm, err := strconv.ParseUint(ms[3:], 8, 32)
+	if err != nil {
+		return nil, bad
+	}
+	mode |= uint32(perm)
+	uid, err := p.num("uid")
+	if err != nil {
+		return nil, err
+	}
+	gid, err := p.num("gid")
+	if err != nil {
+		return nil, err
+	}
+	n := &popNode{name: name, uid: uint32(uid), gid: uint32(gid), atime: p.now, mtime: p.now, ctime: p.now, nlink: 1}
+	p.t.inodes++
+	switch ms[0] {
+	case '-':
+		n.mode = mode | unix.S_IFREG
+		if n.src, err = p.next(); err != nil {
+			return nil, err
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(n.src, &st); err != nil {
+			return nil, fmt.Errorf("%s: cannot open %s: %w", p.path, n.src, err)
+		}
+		n.size, n.blocks = st.Size, st.Blocks*512
+		p.t.dataSize += n.blocks
+	case 'r':
+		n.mode = mode | unix.S_IFREG
+		v, err := p.num("reserved size")
+		if err != nil {
+			return nil, err
+		}
+		if v < 0 {
+			return nil, fmt.Errorf("%s: bad reserved size for %s", p.path, name)
+		}
+		n.reserve, n.size = v, v
+		p.t.dataSize += v
+	case 'b', 'c':
+		n.mode = mode | unix.S_IFBLK
+		if ms[0] == 'c' {
+			n.mode = mode | unix.S_IFCHR
+		}
+		maj, err := p.num("major")
+		if err != nil {
+			return nil, err
+		}
+		minor, err := p.num("minor")
+		if err != nil {
+			return nil, err
+		}
+		dev, ok := ondisk.MakeDev(uint32(maj), uint32(minor))
+		if maj < 0 || minor < 0 || !ok {
+			return nil, fmt.Errorf("%s: device %d:%d of %s cannot be stored", p.path, maj, minor, name)
+		}
+		n.rdev = dev
+	case 'p':
+		n.mode = mode | unix.S_IFIFO
+	case 'l':
+		n.mode = mode | unix.S_IFLNK
+		if n.target, err = p.next(); err != nil {
+			return nil, err
+		}
+		p.t.meta += int64(len(n.target))
+	case 'd':
+		n.mode = mode | unix.S_IFDIR
+		p.t.dirs++
+		seen := map[string]bool{}
+		for {
+			cname, err := p.next()
+			if err != nil {
+				return nil, err
+			}
+			if cname == "$" {
+				break
+			}
+			if seen[cname] {
+				return nil, fmt.Errorf("%s: duplicate entry %q", p.path, cname)
+			}
+			seen[cname] = true
+			c, err := p.entry(cname)
+			if err != nil {
+				return nil, err
+			}
+			n.kids = append(n.kids, c)
+			p.t.entries++
+			if c.isDir() {
+				n.subdirs++
+			}
+		}
+		sort.Slice(n.kids, func(i, j int) bool { return n.kids[i].name < n.kids[j].name })
+		p.t.meta += popDirBytes(n)
+	default:
+		return nil, bad
+	}
+	return n, nil
+}
