@@ -23,6 +23,7 @@ const (
 	destFile destKind = iota
 	destStdout
 	destDevice
+	destPipe // a named pipe: written like stdout
 )
 
 func (k destKind) String() string {
@@ -31,6 +32,8 @@ func (k destKind) String() string {
 		return "stdout"
 	case destDevice:
 		return "character device"
+	case destPipe:
+		return "named pipe"
 	}
 	return "file"
 }
@@ -70,10 +73,12 @@ func destKindOf(name string) (destKind, error) {
 	switch {
 	case st.Mode()&os.ModeCharDevice != 0:
 		return destDevice, nil
+	case st.Mode()&os.ModeNamedPipe != 0:
+		return destPipe, nil
 	case st.Mode().IsRegular():
 		return destFile, nil
 	}
-	return 0, fmt.Errorf("%s: not a regular file or character device (%s)", name, st.Mode().Type())
+	return 0, fmt.Errorf("%s: not a regular file, character device or pipe (%s)", name, st.Mode().Type())
 }
 
 // mediaPath is the path of media file k.
@@ -105,7 +110,7 @@ func (o *output) create() (io.Writer, error) {
 	switch o.kind {
 	case destStdout:
 		return &guard{w: o.stdout, stop: &o.stop}, nil
-	case destDevice:
+	case destDevice, destPipe:
 		f, err := os.OpenFile(o.name, os.O_WRONLY, 0)
 		if err != nil {
 			return nil, err
@@ -216,7 +221,7 @@ func (o *output) mediaFiles() ([]string, []int64) {
 		}
 		names = append(names, p)
 		sz := st.Size()
-		if o.kind == destDevice {
+		if o.kind != destFile {
 			sz = -1
 		}
 		sizes = append(sizes, sz)

@@ -165,9 +165,12 @@ func (d *dumper) fresh(ctx context.Context, fp string) (*Result, error) {
 		if kinds[i], err = destKindOf(dst); err != nil {
 			return nil, usagef("destination %v", err)
 		}
-		if kinds[i] == destDevice && o.MediaSize > 0 {
-			return nil, usagef("--media-size needs file destinations; %s is a character device", dst)
+		if kinds[i] != destFile && kinds[i] != destStdout && o.MediaSize > 0 {
+			return nil, usagef("--media-size needs file destinations; %s is a %s", dst, kinds[i])
 		}
+	}
+	if err := distinctFiles(o.Image, d.db.Path(), o.Dests); err != nil {
+		return nil, err
 	}
 	if err := d.prepare(ctx, since, subtrees); err != nil {
 		return nil, err
@@ -211,6 +214,29 @@ func (d *dumper) fresh(ctx context.Context, fp string) (*Result, error) {
 	}
 	res.SessionID = d.session
 	return d.run(ctx, res, runs)
+}
+
+// distinctFiles refuses destinations that are the image, the inventory or
+// each other (through other names): truncating them would destroy them.
+func distinctFiles(image, inv string, dests []string) error {
+	paths := append([]string{image, inv}, dests...)
+	labels := append([]string{"the image " + image, "the inventory " + inv}, dests...)
+	var infos []os.FileInfo
+	var names []string
+	for i, p := range paths {
+		fi, err := os.Stat(p)
+		if p == "-" || err != nil || !fi.Mode().IsRegular() {
+			continue // stdout, devices, or not there yet
+		}
+		for k, other := range infos {
+			if os.SameFile(other, fi) {
+				return usagef("destination %s is the same file as %s", p, names[k])
+			}
+		}
+		infos = append(infos, fi)
+		names = append(names, labels[i])
+	}
+	return nil
 }
 
 // problemless records a remark that is not a problem of the image.

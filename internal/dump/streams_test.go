@@ -2,12 +2,15 @@ package dump
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"xfskit/internal/oracle"
 	"xfskit/internal/stream"
@@ -246,4 +249,45 @@ func TestOutputs(t *testing.T) {
 		}
 	})
 	var _ = io.EOF
+}
+
+// TestDestinationChecks: destinations that would destroy the image, the
+// inventory or another stream are refused before anything is written; a
+// named pipe is written like stdout.
+func TestDestinationChecks(t *testing.T) {
+	img := oracle.Corpus(t, oracle.CorpusOptions{})
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inv.db")
+	dumpT(t, Options{Image: img, Subtrees: []string{"forms/names"}, Dests: []string{filepath.Join(dir, "first")}, Inventory: inv})
+	link := filepath.Join(dir, "img-link")
+	if err := os.Symlink(img, link); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(img)
+	for _, d := range [][]string{{link}, {inv}, {filepath.Join(dir, "first"), filepath.Join(dir, ".", "first")}, {dir}} {
+		_, err := Dump(t.Context(), Options{Image: img, Dests: d, Inventory: inv})
+		if !errors.Is(err, ErrUsage) {
+			t.Errorf("destinations %v: %v, want a usage error", d, err)
+		}
+	}
+	if after, _ := os.Stat(img); after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+		t.Fatal("the image was modified")
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		got <- b
+	}()
+	r := dumpT(t, Options{Image: img, Subtrees: []string{"forms/names"}, Dests: []string{fifo}, Inventory: inv})
+	b := <-got
+	p := filepath.Join(dir, "from-fifo")
+	os.WriteFile(p, b, 0o600)
+	c := readStreams(t, [][]string{{p}})
+	if int64(len(b)) != r.Bytes || len(c.files) != int(r.Files) || r.Files == 0 {
+		t.Fatalf("pipe: %d bytes read, result %+v", len(b), r)
+	}
 }
