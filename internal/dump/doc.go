@@ -4,10 +4,11 @@
 //
 // A session makes three passes. The first walks every allocated inode in
 // inode order with large sequential reads, keeping a small record per
-// inode (type, data size, whether it changed since the base session) and
-// reading every directory and its attributes. The selection then takes
-// what is reachable from the root or from the subtrees (with the
-// directories on the way to them, holding only the entries on the way),
+// inode (type, data size, whether it changed since the base session). The
+// selection then reads the directories it needs (a level at a time, in
+// parallel) and takes what is reachable from the root or from the
+// subtrees (with the directories on the way to them, holding only the
+// entries on the way),
 // and of the non-directory inodes those that changed (all of them at level
 // 0), and cuts them into one contiguous inode range per stream, balanced
 // by data bytes plus a per-file cost. Finally every stream is written

@@ -258,12 +258,18 @@ func (d *dumper) prepare(ctx context.Context, since *stream.Timestamp, subtrees 
 		return fmt.Errorf("%s: scanning inodes: %w", d.opts.Image, err)
 	}
 	d.model = m
-	d.problems = append(d.problems, m.problems...)
-	sel, err := selectTree(m, subtrees)
+	sel, problems, err := selectTree(ctx, m, subtrees)
 	if err != nil {
-		return usagef("%v", err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %v", ErrInterrupted, ctx.Err())
+		}
+		if errors.Is(err, ErrUsage) {
+			return err
+		}
+		return fmt.Errorf("%s: reading directories: %w", d.opts.Image, err)
 	}
 	d.sel = sel
+	d.problems = append(d.problems, problems...)
 	return nil
 }
 

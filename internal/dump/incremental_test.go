@@ -16,6 +16,7 @@ import (
 	"xfskit/internal/oracle"
 	"xfskit/internal/stream"
 	"xfskit/internal/treecmp"
+	"xfskit/internal/xfs"
 	"xfskit/inventory"
 )
 
@@ -254,6 +255,23 @@ func TestSubtrees(t *testing.T) {
 	}
 	if int(r.Files) != len(c.files) || len(c.files) == 0 {
 		t.Errorf("result %d files, stream %d", r.Files, len(c.files))
+	}
+
+	// Only the directories of the selection and those on the way are read.
+	fs, err := xfs.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	m, err := scan(t.Context(), fs, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := selectTree(t.Context(), m, wantSubs); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.dirs) != len(c.dirs) || len(c.dirs) >= len(full.Entries)/20 {
+		t.Fatalf("%d directories read for a selection of %d", len(m.dirs), len(c.dirs))
 	}
 
 	// Incremental bases are per subtree selection.

@@ -3,8 +3,12 @@ package dump
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sort"
+	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 
 	"xfskit/internal/stream"
 	"xfskit/internal/xfs"
@@ -18,8 +22,10 @@ type inodeInfo struct {
 	bytes   int64 // data bytes to expect (regular files), for balancing and progress
 	mode    uint16
 	changed bool // ctime or mtime not before the base session's start
-	bad     bool // could not be decoded; never dumped
+	bad     bool // could not be decoded; never dumped (see fsModel.bad)
 }
+
+func (i *inodeInfo) isDir() bool { return uint32(i.mode)&stream.ModeTypeMask == stream.ModeDir }
 
 // dirInfo is a directory as the stream records it.
 type dirInfo struct {
@@ -27,15 +33,19 @@ type dirInfo struct {
 	parent  uint64
 	xattrs  []stream.Xattr
 	entries []stream.DirEntry // without "." and ".."
+	dropped []string          // entries left out (naming free inodes), as problems
 }
 
-// fsModel is the result of the first pass over the inodes.
+// fsModel is what dump knows of the filesystem: every allocated inode
+// (from the first pass) and the directories read so far.
 type fsModel struct {
+	fs     *xfs.FS
 	inodes []inodeInfo // ascending inode numbers
-	dirs   map[uint64]*dirInfo
 	root   uint64
-	// problems found while scanning that make inodes undumpable.
-	problems []string
+	bad    map[uint64]string // why an inode could not be decoded
+
+	mu   sync.Mutex
+	dirs map[uint64]*dirInfo
 }
 
 // lookup returns the info of ino, or nil if the inode is not allocated.
@@ -47,18 +57,23 @@ func (m *fsModel) lookup(ino uint64) *inodeInfo {
 	return nil
 }
 
+// dir returns a directory read by loadDirs.
+func (m *fsModel) dir(ino uint64) *dirInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.dirs[ino]
+}
+
 // scanCounters let the progress display follow the first pass.
 type scanCounters struct {
 	inodes atomic.Int64
 }
 
 // scan walks every allocated inode once, in inode order with large
-// sequential reads, keeping a small record per inode and reading every
-// directory (entries and attributes) as it goes. A directory that cannot
-// be read fails the scan: an incomplete directory in the stream would make
-// a restore delete what it lost.
+// sequential reads, keeping a small record per inode. Directories are read
+// later, only those the selection needs (loadDirs).
 func scan(ctx context.Context, fs *xfs.FS, since *stream.Timestamp, cnt *scanCounters) (*fsModel, error) {
-	m := &fsModel{dirs: map[uint64]*dirInfo{}, root: fs.SB.RootIno}
+	m := &fsModel{fs: fs, dirs: map[uint64]*dirInfo{}, root: fs.SB.RootIno, bad: map[uint64]string{}}
 	blockLog := fs.SB.BlockLog
 	err := fs.WalkInodes(ctx, func(ino uint64, raw []byte) error {
 		if cnt != nil {
@@ -67,74 +82,76 @@ func scan(ctx context.Context, fs *xfs.FS, since *stream.Timestamp, cnt *scanCou
 		ip, err := fs.DecodeInode(ino, raw)
 		if err != nil {
 			m.inodes = append(m.inodes, inodeInfo{ino: ino, bad: true})
-			m.problems = append(m.problems, err.Error()+": not dumped")
+			m.bad[ino] = err.Error()
 			return nil
 		}
 		info := inodeInfo{ino: ino, mode: ip.Mode}
 		info.changed = since == nil || notBefore(ip.Ctime, *since) || notBefore(ip.Mtime, *since)
 		if ip.IsReg() {
-			info.bytes = min(int64(ip.Size), int64(ip.NBlocks<<blockLog))
-			if info.bytes < 0 {
-				info.bytes = 0
-			}
+			info.bytes = max(0, min(int64(ip.Size), int64(ip.NBlocks<<blockLog)))
 		}
 		m.inodes = append(m.inodes, info)
-		if ip.IsDir() {
-			d, err := readDirInfo(fs, ip)
-			if err != nil {
-				return fmt.Errorf("directory inode %d: %w", ino, err)
-			}
-			m.dirs[ino] = d
-		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if m.dirs[m.root] == nil {
-		return nil, ondisk.Corrupt("superblock", fs.Name(), "sb_rootino", "root inode %d is not an allocated directory", m.root)
-	}
-	// Entry types come from the inodes themselves: they are what a restore
-	// creates, and filesystems without ftype store none.
-	for dino, d := range m.dirs {
-		kept := d.entries[:0]
-		for _, e := range d.entries {
-			t := m.lookup(e.Ino)
-			switch {
-			case e.Type == stream.TypeDir && (t == nil || t.bad || m.dirs[e.Ino] == nil):
-				// Leaving a directory out would make a restore delete
-				// everything below it.
-				return nil, ondisk.Corrupt("directory", fmt.Sprintf("inode %d", dino), "", "entry %q names directory inode %d, which is free or unreadable: repair the filesystem before dumping it", e.Name, e.Ino)
-			case t == nil:
-				m.problems = append(m.problems, fmt.Sprintf("directory inode %d: entry %q names free inode %d: entry not dumped", dino, e.Name, e.Ino))
-				continue
-			case t.bad:
-				// Keep the name (typed as the entry says), so that a
-				// restore of an incremental keeps what it has; the inode
-				// itself was reported by the walk.
-			default:
-				e.Type = stream.TypeOfMode(uint32(t.mode))
-			}
-			kept = append(kept, e)
-		}
-		d.entries = kept
+	if r := m.lookup(m.root); r == nil || r.bad || !r.isDir() {
+		return nil, ondisk.Corrupt("superblock", fs.Name(), "sb_rootino", "root inode %d is not an allocated, readable directory", m.root)
 	}
 	return m, nil
 }
 
-// readDirInfo reads a directory's metadata, attributes and entries.
-func readDirInfo(fs *xfs.FS, ip *xfs.Inode) (*dirInfo, error) {
-	meta, err := metaOf(fs, ip)
+// loadDirs reads the directories not read yet among inos, in parallel.
+// A directory that cannot be read fails the dump: an incomplete directory
+// in the stream would make a restore delete what it lost.
+func (m *fsModel) loadDirs(ctx context.Context, inos []uint64) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(2, runtime.GOMAXPROCS(0)))
+	for _, ino := range inos {
+		if m.dir(ino) != nil {
+			continue
+		}
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			d, err := m.readDir(ino)
+			if err != nil {
+				return err
+			}
+			m.mu.Lock()
+			m.dirs[ino] = d
+			m.mu.Unlock()
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// readDir reads a directory's metadata, attributes and entries, typing
+// the entries from the inodes themselves (they are what a restore creates,
+// and filesystems without ftype store no types).
+func (m *fsModel) readDir(ino uint64) (*dirInfo, error) {
+	where := fmt.Sprintf("inode %d", ino)
+	ip, err := m.fs.Inode(ino)
 	if err != nil {
 		return nil, err
 	}
-	xattrs, err := xattrsOf(fs, ip)
+	if !ip.IsDir() {
+		return nil, ondisk.Corrupt("directory", where, "mode", "named as a directory but mode is 0%o", ip.Mode)
+	}
+	meta, err := metaOf(m.fs, ip)
 	if err != nil {
 		return nil, err
+	}
+	xattrs, err := xattrsOf(m.fs, ip)
+	if err != nil {
+		return nil, fmt.Errorf("directory %s: attributes: %w", where, err)
 	}
 	d := &dirInfo{meta: meta, xattrs: xattrs}
 	haveParent := false
-	err = fs.WalkDir(ip, func(e xfs.DirEntry) error {
+	err = m.fs.WalkDir(ip, func(e xfs.DirEntry) error {
 		switch string(e.Name) {
 		case ".":
 			return nil
@@ -149,7 +166,27 @@ func readDirInfo(fs *xfs.FS, ip *xfs.Inode) (*dirInfo, error) {
 		return nil, err
 	}
 	if !haveParent {
-		return nil, ondisk.Corrupt("directory", fmt.Sprintf("inode %d", ip.Ino), "..", "no parent entry")
+		return nil, ondisk.Corrupt("directory", where, "..", "no parent entry")
 	}
+	kept := d.entries[:0]
+	for _, e := range d.entries {
+		t := m.lookup(e.Ino)
+		switch {
+		case e.Type == stream.TypeDir && (t == nil || t.bad || !t.isDir()):
+			// Leaving a directory out would make a restore delete
+			// everything below it.
+			return nil, ondisk.Corrupt("directory", where, "", "entry %q names directory inode %d, which is free, unreadable or not a directory: repair the filesystem before dumping it", e.Name, e.Ino)
+		case t == nil:
+			d.dropped = append(d.dropped, fmt.Sprintf("directory inode %d: entry %q names free inode %d: entry not dumped", ino, e.Name, e.Ino))
+			continue
+		case t.bad:
+			// Keep the name, typed as the entry says, so that a restore of
+			// an incremental keeps what it has.
+		default:
+			e.Type = stream.TypeOfMode(uint32(t.mode))
+		}
+		kept = append(kept, e)
+	}
+	d.entries = kept
 	return d, nil
 }

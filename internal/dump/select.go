@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"sort"
@@ -30,8 +31,10 @@ const perFileWeight = 4096
 // selectTree chooses the directories and files of a session: everything
 // reachable from the root, or from the subtrees (relative paths, already
 // canonical) plus the directories on the way to them; of the non-directory
-// inodes, only those changed since the base (m's changed flags).
-func selectTree(m *fsModel, subtrees []string) (*selection, error) {
+// inodes, only those changed since the base (m's changed flags). It reads
+// the directories it needs, and only those. Inodes of the selection that
+// cannot be dumped are returned as problems.
+func selectTree(ctx context.Context, m *fsModel, subtrees []string) (*selection, []string, error) {
 	full := map[uint64]bool{} // directories dumped with all their entries
 	var targets []uint64      // non-directories named directly by a subtree
 	partial := map[uint64]map[string]bool{}
@@ -49,10 +52,13 @@ func selectTree(m *fsModel, subtrees []string) (*selection, error) {
 		var steps []step
 		comps := strings.Split(st, "/")
 		for i, c := range comps {
-			d := m.dirs[cur]
-			if d == nil {
-				return nil, fmt.Errorf("subtree %q: %q is not a directory", st, strings.Join(comps[:i], "/"))
+			if info := m.lookup(cur); info == nil || !info.isDir() {
+				return nil, nil, usagef("subtree %q: %q is not a directory", st, strings.Join(comps[:i], "/"))
 			}
+			if err := m.loadDirs(ctx, []uint64{cur}); err != nil {
+				return nil, nil, err
+			}
+			d := m.dir(cur)
 			var found *stream.DirEntry
 			for k := range d.entries {
 				if d.entries[k].Name == c {
@@ -61,36 +67,42 @@ func selectTree(m *fsModel, subtrees []string) (*selection, error) {
 				}
 			}
 			if found == nil {
-				return nil, fmt.Errorf("subtree %q: no such file or directory", st)
+				return nil, nil, usagef("subtree %q: no such file or directory", st)
 			}
 			if found.Type == stream.TypeSymlink && i < len(comps)-1 {
-				return nil, fmt.Errorf("subtree %q: %q is a symbolic link (subtree paths are not resolved through links)", st, strings.Join(comps[:i+1], "/"))
+				return nil, nil, usagef("subtree %q: %q is a symbolic link (subtree paths are not resolved through links)", st, strings.Join(comps[:i+1], "/"))
 			}
 			steps = append(steps, step{cur, c})
 			cur = found.Ino
 		}
 		paths = append(paths, steps)
-		if m.dirs[cur] != nil {
+		if info := m.lookup(cur); info != nil && info.isDir() && !info.bad {
 			roots = append(roots, cur)
 		} else {
 			targets = append(targets, cur)
 		}
 	}
-	// Everything below the roots, guarding against directory cycles that
-	// a corrupted image could hold.
-	queue := append([]uint64(nil), roots...)
-	for len(queue) > 0 {
-		d := queue[0]
-		queue = queue[1:]
-		if full[d] {
-			continue
+	// Everything below the roots, a level at a time (each level's
+	// directories read in parallel), guarding against directory cycles
+	// that a corrupted image could hold.
+	frontier := roots
+	for len(frontier) > 0 {
+		if err := m.loadDirs(ctx, frontier); err != nil {
+			return nil, nil, err
 		}
-		full[d] = true
-		for _, e := range m.dirs[d].entries {
-			if e.Type == stream.TypeDir && m.dirs[e.Ino] != nil && !full[e.Ino] {
-				queue = append(queue, e.Ino)
+		var next []uint64
+		for _, d := range frontier {
+			if full[d] {
+				continue
+			}
+			full[d] = true
+			for _, e := range m.dir(d).entries {
+				if e.Type == stream.TypeDir && !full[e.Ino] {
+					next = append(next, e.Ino)
+				}
 			}
 		}
+		frontier = next
 	}
 	for _, steps := range paths {
 		for _, s := range steps {
@@ -105,9 +117,10 @@ func selectTree(m *fsModel, subtrees []string) (*selection, error) {
 	}
 
 	sel := &selection{}
+	var problems []string
 	files := map[uint64]bool{}
 	addDir := func(dino uint64, keep map[string]bool) {
-		d := m.dirs[dino]
+		d := m.dir(dino)
 		out := *d
 		if keep != nil {
 			out.entries = nil
@@ -116,6 +129,8 @@ func selectTree(m *fsModel, subtrees []string) (*selection, error) {
 					out.entries = append(out.entries, e)
 				}
 			}
+		} else {
+			problems = append(problems, d.dropped...)
 		}
 		for _, e := range out.entries {
 			if e.Type != stream.TypeDir {
@@ -137,13 +152,17 @@ func selectTree(m *fsModel, subtrees []string) (*selection, error) {
 	sel.named = len(files)
 	for ino := range files {
 		info := m.lookup(ino)
-		if info == nil || info.bad || !info.changed {
-			continue
+		switch {
+		case info == nil:
+		case info.bad:
+			problems = append(problems, m.bad[ino]+": not dumped")
+		case info.changed:
+			sel.files = append(sel.files, fileRef{ino: ino, bytes: info.bytes})
 		}
-		sel.files = append(sel.files, fileRef{ino: ino, bytes: info.bytes})
 	}
 	sort.Slice(sel.files, func(i, j int) bool { return sel.files[i].ino < sel.files[j].ino })
-	return sel, nil
+	sort.Strings(problems)
+	return sel, problems, nil
 }
 
 // canonicalSubtrees cleans subtree paths to the relative form the stream
