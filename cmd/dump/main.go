@@ -169,6 +169,9 @@ func report(r *dump.Result, err error, asJSON, quiet bool, took time.Duration) {
 		enc.SetIndent("", "  ")
 		enc.Encode(out)
 	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(os.Stderr, "dump: note: %s\n", n)
+	}
 	for _, p := range r.Problems {
 		fmt.Fprintf(os.Stderr, "dump: %s\n", p)
 	}

@@ -65,17 +65,20 @@ func TestCommandLine(t *testing.T) {
 		t.Fatalf("dump: exit %d: %s", code, e)
 	}
 	var res struct {
-		SessionID string
-		Files     int64
-		Dirs      int64
-		Bytes     int64
-		Streams   []struct{ Media []string }
+		SessionID string `json:"session_id"`
+		Files     int64  `json:"files"`
+		Dirs      int64  `json:"dirs"`
+		Bytes     int64  `json:"bytes"`
+		Streams   []struct {
+			Media []string `json:"media"`
+		} `json:"streams"`
+		Problems []string `json:"problems"`
 	}
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("--json output: %v\n%s", err, out)
 	}
 	st, err := os.Stat(s0)
-	if err != nil || st.Size() != res.Bytes || res.Files == 0 || res.Dirs == 0 || len(res.Streams) != 1 || res.Streams[0].Media[0] != s0 {
+	if err != nil || st.Size() != res.Bytes || res.Files == 0 || res.Dirs == 0 || len(res.Streams) != 1 || res.Streams[0].Media[0] != s0 || res.Problems == nil {
 		t.Fatalf("result %+v, stream file %v", res, st)
 	}
 

@@ -153,7 +153,7 @@ func (d *dumper) fresh(ctx context.Context, fp string) (*Result, error) {
 			return nil, err
 		}
 		if base == nil {
-			d.problemless("no complete dump of this filesystem and subtree selection below level %d: dumping every file", o.Level)
+			res.Notes = append(res.Notes, fmt.Sprintf("no complete dump of this filesystem and subtree selection below level %d in the inventory: dumping every file", o.Level))
 		} else {
 			res.BaseID = base.ID
 			t := stream.TimestampOf(base.Start)
@@ -239,13 +239,6 @@ func distinctFiles(image, inv string, dests []string) error {
 	return nil
 }
 
-// problemless records a remark that is not a problem of the image.
-func (d *dumper) problemless(format string, a ...any) {
-	if d.opts.Progress != nil {
-		fmt.Fprintf(d.opts.Progress, "dump: "+format+"\n", a...)
-	}
-}
-
 // prepare runs the first pass and the selection.
 func (d *dumper) prepare(ctx context.Context, since *stream.Timestamp, subtrees []string) error {
 	stop := d.scanProgress()
@@ -323,7 +316,7 @@ func (d *dumper) run(ctx context.Context, res *Result, runs []*streamRun) (*Resu
 	for _, r := range runs {
 		r.out.close()
 	}
-	res.Problems = d.problems
+	res.Problems = append([]string{}, d.problems...)
 	for _, r := range runs {
 		res.Files += r.res.Files
 		res.DataBytes += r.res.DataBytes

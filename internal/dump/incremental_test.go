@@ -280,8 +280,8 @@ func TestSubtrees(t *testing.T) {
 		t.Errorf("level 1 of the same selection: base %q files %d, want base %s and no files", r1.BaseID, r1.Files, r.SessionID)
 	}
 	r2 := dumpT(t, Options{Image: img, Level: 1, Subtrees: []string{"forms/xattrs"}, Dests: dests(t, 1), Inventory: inv})
-	if r2.BaseID != "" || r2.Files == 0 {
-		t.Errorf("level 1 of another selection: base %q files %d, want no base and every file", r2.BaseID, r2.Files)
+	if r2.BaseID != "" || r2.Files == 0 || len(r2.Notes) != 1 || !strings.Contains(r2.Notes[0], "below level 1") {
+		t.Errorf("level 1 of another selection: base %q files %d notes %q, want no base, every file and a note", r2.BaseID, r2.Files, r2.Notes)
 	}
 
 	for _, bad := range [][]string{{"forms/nonexistent"}, {"forms/../etc"}, {"forms/files/tiny/x"}, {"forms/symlinks/inline/x"}} {

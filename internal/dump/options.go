@@ -68,37 +68,39 @@ type Options struct {
 
 // Result is what a dump did.
 type Result struct {
-	SessionID string
-	FSUUID    string
-	Level     int
-	BaseID    string // base session of an incremental dump ("" for full)
-	Subtrees  []string
-	Start     time.Time
-	End       time.Time
-	Resumed   bool
+	SessionID string    `json:"session_id"`
+	FSUUID    string    `json:"fs_uuid"`
+	Level     int       `json:"level"`
+	BaseID    string    `json:"base_id,omitempty"` // base session of an incremental dump ("" for full)
+	Subtrees  []string  `json:"subtrees"`
+	Start     time.Time `json:"start"`
+	End       time.Time `json:"end"`
+	Resumed   bool      `json:"resumed"`
 
-	Dirs      int64 // directories in the directory section (of each stream)
-	Files     int64 // non-directory inode records, all streams
-	DataBytes int64 // file data bytes, all streams
-	Bytes     int64 // bytes written to the media, all streams
-	Named     int64 // non-directory inodes named by the selection (dumped or unchanged)
+	Dirs      int64 `json:"dirs"`       // directories in the directory section (of each stream)
+	Files     int64 `json:"files"`      // non-directory inode records, all streams
+	DataBytes int64 `json:"data_bytes"` // file data bytes, all streams
+	Bytes     int64 `json:"bytes"`      // bytes written to the media, all streams
+	Named     int64 `json:"named"`      // non-directory inodes named by the selection (dumped or unchanged)
 
-	Streams []StreamResult
+	Streams []StreamResult `json:"streams"`
+	// Notes are remarks for the user (e.g. a level without a base).
+	Notes []string `json:"notes,omitempty"`
 	// Problems lists inodes that could not be dumped (corruption) and
-	// directory entries left out because they name such inodes. A dump
+	// directory entries left out because they name free inodes. A dump
 	// with problems is complete but not whole: the command exits non-zero.
-	Problems []string
+	Problems []string `json:"problems"`
 }
 
 // StreamResult describes one stream of the session.
 type StreamResult struct {
-	Index     int
-	Dest      string
-	Media     []string // media files written (DEST, or DEST.000 …)
-	Range     [2]uint64
-	Files     int64
-	DataBytes int64
-	Bytes     int64 // physical bytes (headers, chunks, padding)
+	Index     int       `json:"index"`
+	Dest      string    `json:"dest"`
+	Media     []string  `json:"media"` // media files written (DEST, or DEST.000 …)
+	Range     [2]uint64 `json:"inode_range"`
+	Files     int64     `json:"files"`
+	DataBytes int64     `json:"data_bytes"`
+	Bytes     int64     `json:"bytes"` // physical bytes (headers, chunks, padding)
 }
 
 // Errors callers can test for with errors.Is.
