@@ -52,14 +52,25 @@ t, p (powers of 1024); sunit/swidth are in 512-byte units.
 SOURCE_DATE_EPOCH, when set, stamps the root directory instead of the
 current time (with -m uuid= the image is then reproducible).
 
+-p DIR copies a directory tree into the new filesystem in one pass: every
+file type, holes kept, hard links, owners, modes, nanosecond times and
+extended attributes in every namespace (POSIX ACLs included). -p FILE reads
+an mkfs.xfs prototype file instead. Without -d size=, a new image is sized
+to the tree plus --size-margin. --root-owner or --owner UID:GID replace
+every owner; with SOURCE_DATE_EPOCH no timestamp is later than it. The
+same input, options and -m uuid= give a byte-identical image.
+
 Exit status: 0 success, 1 error.`
 
 func main() {
 	o := build.NewOptions()
 	var (
-		raw     = map[byte]*[]string{}
-		asJSON  bool
-		version bool
+		raw       = map[byte]*[]string{}
+		asJSON    bool
+		version   bool
+		rootOwner bool
+		owner     string
+		margin    float64
 	)
 	cmd := &cobra.Command{
 		Use:   "mkfs [options] TARGET",
@@ -95,6 +106,25 @@ func main() {
 					return usage(fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a number of seconds", sde))
 				}
 				o.Now = time.Unix(sec, 0)
+				o.ClampTimes = true
+			}
+			if owner != "" {
+				if rootOwner {
+					return usage(fmt.Errorf("--owner and --root-owner exclude each other"))
+				}
+				uid, gid, err := build.ParseOwner(owner)
+				if err != nil {
+					return usage(err)
+				}
+				o.OwnerUID, o.OwnerGID = int64(uid), int64(gid)
+			}
+			o.RootOwner = rootOwner
+			if margin < 0 {
+				return usage(fmt.Errorf("--size-margin %v: must not be negative", margin))
+			}
+			o.SizeMargin = margin / 100
+			if o.Proto == "" && (rootOwner || owner != "" || cmd.Flags().Changed("size-margin")) {
+				return usage(fmt.Errorf("--root-owner, --owner and --size-margin need -p"))
 			}
 			var report io.Writer = os.Stdout
 			if asJSON {
@@ -127,7 +157,10 @@ func main() {
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "do not print the geometry")
 	f.BoolVarP(&o.NoDiscard, "no-discard", "K", false, "do not discard (punch out) the old contents first")
 	f.StringVarP(&o.Label, "label", "L", "", "filesystem label (at most 12 bytes)")
-	f.StringVarP(&o.Proto, "proto", "p", "", "populate from a prototype file or directory")
+	f.StringVarP(&o.Proto, "proto", "p", "", "populate from a directory tree or an mkfs.xfs prototype file")
+	f.BoolVar(&rootOwner, "root-owner", false, "with -p: make root (0:0) the owner of every file")
+	f.StringVar(&owner, "owner", "", "with -p: make UID:GID the owner of every file")
+	f.Float64Var(&margin, "size-margin", build.DefaultSizeMargin*100, "with -p and no -d size=: room left in the image, in percent of the tree's size")
 	f.BoolVarP(&version, "version", "V", false, "print the version")
 	f.BoolVar(&asJSON, "json", false, "print the resulting geometry as JSON instead of the report")
 	f.MarkHidden("force-overwrite")

@@ -75,9 +75,6 @@ func Plan(o *Options, t TargetInfo) (*Geometry, error) {
 	if !o.CRC {
 		return nil, usagef("crc=0 (V4 filesystems) is not supported: xfskit only writes V5 (CRC-enabled) filesystems, which mkfs.xfs also makes by default")
 	}
-	if o.Proto != "" {
-		return nil, usagef("-p (populate from a prototype) is not handled by this formatter")
-	}
 	if o.RTDevice != "" {
 		return nil, usagef("realtime devices are not supported")
 	}

@@ -33,8 +33,17 @@ type Options struct {
 	Quiet     bool      // -q
 	NoDiscard bool      // -K: do not discard (punch) the old contents
 	Label     string    // -L
-	Proto     string    // -p: prototype file or directory (not handled here)
-	Now       time.Time // timestamp of the root and realtime inodes; zero = time.Now()
+	Proto     string    // -p: directory tree or mkfs.xfs prototype file to copy in
+	Now       time.Time // timestamp of the root and realtime inodes; zero = time.Now() (with -p: the source's mtime)
+
+	// Populating (-p): owners mapped to 0:0 (RootOwner) or to
+	// OwnerUID:OwnerGID (when both >= 0); timestamps later than Now
+	// clamped to it (ClampTimes, for SOURCE_DATE_EPOCH); and the room left
+	// when the image is sized to the tree (fraction; -d size= omitted).
+	RootOwner          bool
+	OwnerUID, OwnerGID int64
+	ClampTimes         bool
+	SizeMargin         float64
 
 	BlockSize int // -b size (bytes, 0 = default)
 
@@ -95,6 +104,9 @@ type Options struct {
 // NewOptions returns the defaults of mkfs.xfs 6.1.
 func NewOptions() *Options {
 	return &Options{
+		OwnerUID:    -1,
+		OwnerGID:    -1,
+		SizeMargin:  DefaultSizeMargin,
 		ProjInherit: -1,
 		InodeAlign:  true,
 		AttrVersion: 2,

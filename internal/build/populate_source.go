@@ -68,6 +68,7 @@ type popTree struct {
 	dataSize int64 // allocated data bytes, for sizing
 	meta     int64 // bytes of directories, symlinks and attributes, for sizing
 	warnings []string
+	now      time.Time // creation time of the new inodes
 }
 
 // popScanDir reads the directory tree rooted at dir: names, metadata,

@@ -31,6 +31,19 @@ func Run(o *Options, stdout, stderr io.Writer) (*Geometry, error) {
 	if err != nil {
 		return nil, &UsageError{Msg: err.Error()}
 	}
+	// -p: read the source first; without -d size= a new image is sized
+	// to hold it.
+	var tree *popTree
+	if o.Proto != "" {
+		if tree, err = popLoad(o, ti); err != nil {
+			return nil, err
+		}
+		if o.DataSize == "" && !ti.IsBlock && (!ti.Exists || o.DataFile) {
+			if err := popSize(o, ti, tree); err != nil {
+				return nil, err
+			}
+		}
+	}
 	g, err := Plan(o, ti)
 	if err != nil {
 		return nil, err
@@ -59,11 +72,18 @@ func Run(o *Options, stdout, stderr io.Writer) (*Geometry, error) {
 	now := o.Now
 	if now.IsZero() {
 		now = time.Now()
+		if tree != nil {
+			now = tree.now // the same input gives the same image
+		}
+	}
+	var after func(image.Device) error
+	if tree != nil {
+		after = func(dev image.Device) error { return popAfterFormat(dev, tree, o, now, stderr) }
 	}
 	if g.CreateFile {
-		return g, g.formatNewFile(ti, now)
+		return g, g.formatNewFile(ti, now, after)
 	}
-	return g, g.formatInPlace(ti, o, now)
+	return g, g.formatInPlace(ti, o, now, after)
 }
 
 func probeSignature(path string) (string, error) {
@@ -77,7 +97,8 @@ func probeSignature(path string) (string, error) {
 
 // formatNewFile writes a sparse image next to the target and renames it
 // over the target, so the target is never half-written.
-func (g *Geometry) formatNewFile(ti TargetInfo, now time.Time) (err error) {
+// after, when set, runs on the formatted device before it is closed.
+func (g *Geometry) formatNewFile(ti TargetInfo, now time.Time, after func(image.Device) error) (err error) {
 	size := int64(g.DBlocks) * int64(g.BlockSize)
 	dir, base := filepath.Split(ti.Path)
 	if dir == "" {
@@ -109,6 +130,12 @@ func (g *Geometry) formatNewFile(ti TargetInfo, now time.Time) (err error) {
 		dev.Close()
 		return err
 	}
+	if after != nil {
+		if err := after(dev); err != nil {
+			dev.Close()
+			return err
+		}
+	}
 	if err := dev.Close(); err != nil {
 		return err
 	}
@@ -125,7 +152,7 @@ func (g *Geometry) formatNewFile(ti TargetInfo, now time.Time) (err error) {
 // formatInPlace formats an existing image file or a block device:
 // discard the old contents (unless NoDiscard), make sure every region
 // that must read as zeros does, then write.
-func (g *Geometry) formatInPlace(ti TargetInfo, o *Options, now time.Time) error {
+func (g *Geometry) formatInPlace(ti TargetInfo, o *Options, now time.Time, after func(image.Device) error) error {
 	need := int64(g.DBlocks) * int64(g.BlockSize)
 	if !ti.IsBlock && ti.Size < need {
 		if err := os.Truncate(ti.Path, need); err != nil {
@@ -163,7 +190,13 @@ func (g *Geometry) formatInPlace(ti TargetInfo, o *Options, now time.Time) error
 			return err
 		}
 	}
-	return g.Format(dev, now)
+	if err := g.Format(dev, now); err != nil {
+		return err
+	}
+	if after != nil {
+		return after(dev)
+	}
+	return nil
 }
 
 // zeroHeaderBlocks clears the AG header blocks and B-tree roots, which

@@ -1,0 +1,153 @@
+package build
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"xfskit/internal/image"
+	"xfskit/ondisk"
+)
+
+// DefaultSizeMargin is the room added to a populated image sized to its
+// tree (-p without -d size=), as a fraction of the tree's size.
+const DefaultSizeMargin = 0.20
+
+// ParseOwner parses --owner's "UID:GID".
+func ParseOwner(s string) (uid, gid uint32, err error) {
+	u, g, ok := strings.Cut(s, ":")
+	if !ok {
+		return 0, 0, usagef("--owner %q: expected UID:GID", s)
+	}
+	uv, err1 := strconv.ParseUint(u, 10, 32)
+	gv, err2 := strconv.ParseUint(g, 10, 32)
+	if err1 != nil || err2 != nil {
+		return 0, 0, usagef("--owner %q: expected numeric UID:GID", s)
+	}
+	return uint32(uv), uint32(gv), nil
+}
+
+// popLoad reads the -p source: a directory tree or a prototype file.
+func popLoad(o *Options, ti TargetInfo) (*popTree, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(o.Proto, &st); err != nil {
+		return nil, usagef("-p %s: %v", o.Proto, err)
+	}
+	var t *popTree
+	var err error
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if err := popTargetInside(o, ti); err != nil {
+			return nil, err
+		}
+		t, err = popScanDir(o.Proto)
+	} else {
+		t, err = popParseProto(o.Proto, popNow(o, &st))
+	}
+	if err != nil {
+		return nil, err
+	}
+	t.now = popNow(o, &st)
+	return t, nil
+}
+
+// popNow is the time stamped on new inodes: SOURCE_DATE_EPOCH (Now) when
+// given, else the source's modification time, so that the same input
+// gives the same image.
+func popNow(o *Options, st *unix.Stat_t) time.Time {
+	if !o.Now.IsZero() {
+		return o.Now
+	}
+	return time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
+}
+
+// popNeed estimates the bytes the tree occupies in a filesystem with
+// blocks of bs bytes and inodes of isize bytes.
+func popNeed(t *popTree, bs, isize int64) int64 {
+	var data int64
+	var walk func(n *popNode)
+	walk = func(n *popNode) {
+		if n.inode == nil && n.isReg() {
+			data += (max(n.blocks, n.reserve) + bs - 1) / bs * bs
+		}
+		for _, k := range n.kids {
+			walk(k)
+		}
+	}
+	walk(t.root)
+	// Inode chunks, directory and attribute blocks (with slack for
+	// partly filled blocks and index blocks), bmbt blocks.
+	inodes := int64(t.inodes+ondisk.InodesPerChunk) * isize
+	meta := t.meta*2 + int64(t.dirs)*bs + int64(t.inodes)*64
+	return data + inodes + meta
+}
+
+// popSize plans a filesystem big enough for the tree plus the margin,
+// replanning with a larger size until the free space after formatting
+// holds it.
+func popSize(o *Options, ti TargetInfo, t *popTree) error {
+	bs := int64(o.BlockSize)
+	if bs == 0 {
+		bs = 4096
+	}
+	isize := int64(o.InodeSize)
+	if isize == 0 {
+		isize = 512
+	}
+	margin := o.SizeMargin
+	if margin < 0 {
+		return usagef("--size-margin must not be negative")
+	}
+	want := int64(float64(popNeed(t, bs, isize)) * (1 + margin))
+	size := want + want/8 + 32<<20
+	for i := 0; i < 8; i++ {
+		size = (size + 1<<20 - 1) &^ (1<<20 - 1)
+		o.DataSize = strconv.FormatInt(size, 10)
+		q := *o
+		q.Quiet, q.DryRun = true, true
+		g, err := Plan(&q, ti)
+		if err != nil {
+			return err
+		}
+		free := int64(g.SB.FDBlocks) * int64(g.BlockSize)
+		if free >= want {
+			return nil
+		}
+		size += want - free + size/16
+	}
+	return fmt.Errorf("-p %s: could not size the filesystem for %d bytes", o.Proto, want)
+}
+
+// popAfterFormat copies the tree into the filesystem Format just wrote.
+func popAfterFormat(dev image.Device, t *popTree, o *Options, now time.Time, warn io.Writer) error {
+	po := &PopulateOptions{RootOwner: o.RootOwner, Now: now, Warn: warn}
+	if o.OwnerUID >= 0 && o.OwnerGID >= 0 {
+		po.OwnerSet, po.UID, po.GID = true, uint32(o.OwnerUID), uint32(o.OwnerGID)
+	}
+	if o.ClampTimes {
+		c := now
+		po.Clamp = &c
+	}
+	if _, err := populate(dev, t, po); err != nil {
+		return fmt.Errorf("populating from %s: %w", o.Proto, err)
+	}
+	return nil
+}
+
+// popTargetInside refuses an existing target inside the -p directory,
+// which would copy the old image into the new one.
+func popTargetInside(o *Options, ti TargetInfo) error {
+	if !ti.Exists || ti.IsBlock {
+		return nil
+	}
+	src, err1 := filepath.Abs(o.Proto)
+	dst, err2 := filepath.Abs(o.Target)
+	if err1 == nil && err2 == nil && strings.HasPrefix(dst, strings.TrimSuffix(src, "/")+"/") {
+		return usagef("the target %s lies inside the -p directory %s", o.Target, o.Proto)
+	}
+	return nil
+}
