@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"xfskit/internal/oracle"
+	"xfskit/internal/stream"
 	"xfskit/inventory"
 )
 
@@ -91,15 +92,21 @@ func TestKillResume(t *testing.T) {
 		finished := false
 		kills := 1 + rng.IntN(3)
 		for k := 0; k < kills && !finished; k++ {
-			spec.Resume = k > 0
+			// Resume once a session exists (a kill may land before).
+			spec.Resume = sessionBegun(t, spec.Inventory)
 			cmd, done := startChild(t, spec)
-			wait := time.Duration(30+rng.IntN(1200)) * time.Millisecond
+			wait := time.Duration(rng.IntN(1200)) * time.Millisecond
+			if trial == 0 && k == 0 {
+				// At least one kill lands after the streams have begun.
+				waitForData(t, stream.MediaName(spec.Dests[0], 0))
+				wait = time.Duration(rng.IntN(300)) * time.Millisecond
+			}
 			select {
 			case err := <-done:
-				if err != nil && !spec.Resume {
+				if err != nil {
 					t.Fatalf("trial %d: child dump failed: %v", trial, err)
 				}
-				finished = err == nil
+				finished = true
 			case <-time.After(wait):
 				cmd.Process.Kill()
 				<-done
@@ -191,6 +198,39 @@ func TestKillResume(t *testing.T) {
 	}
 }
 
+// sessionBegun reports whether the inventory at path records a session.
+func sessionBegun(t *testing.T, path string) bool {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		return false
+	}
+	db, err := inventory.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ss, err := db.Sessions(inventory.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ss) > 0
+}
+
+// waitForData waits until file holds data.
+func waitForData(t *testing.T, file string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if st, err := os.Stat(file); err == nil && st.Size() > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no data after 30s", file)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestResumeRefusals: a running dump's session is not taken over, and a
 // changed filesystem is not resumed.
 func TestResumeRefusals(t *testing.T) {
@@ -200,16 +240,7 @@ func TestResumeRefusals(t *testing.T) {
 	cmd, done := startChild(t, spec)
 	// Wait for the session to begin, then try to resume it under the
 	// running dump's feet.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if st, err := os.Stat(spec.Dests[0]); err == nil && st.Size() > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("child dump did not start writing")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForData(t, spec.Dests[0])
 	_, err := Dump(context.Background(), Options{Image: img, Resume: true, Inventory: spec.Inventory})
 	if err == nil || errors.Is(err, ErrNothingToResume) {
 		t.Fatalf("resuming a running dump: %v", err)
