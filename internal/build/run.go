@@ -4,11 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"xfskit/internal/image"
 	"xfskit/ondisk"
@@ -98,92 +94,57 @@ func probeSignature(path string) (string, error) {
 // formatNewFile writes a sparse image next to the target and renames it
 // over the target, so the target is never half-written.
 // after, when set, runs on the formatted device before it is closed.
-func (g *Geometry) formatNewFile(ti TargetInfo, now time.Time, after func(image.Device) error) (err error) {
-	size := int64(g.DBlocks) * int64(g.BlockSize)
-	dir, base := filepath.Split(ti.Path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".mkfs-*")
+func (g *Geometry) formatNewFile(ti TargetInfo, now time.Time, after func(image.Device) error) error {
+	dev, err := image.CreateReplacement(ti.Path, int64(g.DBlocks)*int64(g.BlockSize))
 	if err != nil {
 		return err
 	}
-	tmpName := tmp.Name()
-	tmp.Close()
-	defer func() {
-		if err != nil {
-			os.Remove(tmpName)
-		}
-	}()
-	mode := os.FileMode(0o644)
-	if st, serr := os.Stat(ti.Path); serr == nil && st.Mode().IsRegular() {
-		mode = st.Mode().Perm()
-	}
-	if err := os.Chmod(tmpName, mode); err != nil {
-		return err
-	}
-	dev, err := image.Create(tmpName, size)
-	if err != nil {
-		return err
-	}
+	defer dev.Abort() // no-op after Commit
 	if err := g.Format(dev, now); err != nil {
-		dev.Close()
 		return err
 	}
 	if after != nil {
 		if err := after(dev); err != nil {
-			dev.Close()
 			return err
 		}
 	}
-	if err := dev.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmpName, ti.Path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return dev.Commit()
 }
 
 // formatInPlace formats an existing image file or a block device:
 // discard the old contents (unless NoDiscard), make sure every region
 // that must read as zeros does, then write.
 func (g *Geometry) formatInPlace(ti TargetInfo, o *Options, now time.Time, after func(image.Device) error) error {
-	need := int64(g.DBlocks) * int64(g.BlockSize)
-	if !ti.IsBlock && ti.Size < need {
-		if err := os.Truncate(ti.Path, need); err != nil {
-			return fmt.Errorf("%s: growing the data section: %w", ti.Path, err)
-		}
-	}
 	dev, err := image.Open(ti.Path, true)
 	if err != nil {
 		return err
 	}
 	defer dev.Close()
-	z := zeroer{dev: dev, block: ti.IsBlock}
+	if need := int64(g.DBlocks) * int64(g.BlockSize); !dev.IsBlock() && dev.Size() < need {
+		if err := dev.Truncate(need); err != nil {
+			return fmt.Errorf("growing the data section: %w", err)
+		}
+	}
 	if o.Force {
-		if err := g.clearOldSecondaries(dev, &z); err != nil {
+		if err := g.clearOldSecondaries(dev); err != nil {
 			return err
 		}
 	}
 	size := dev.Size()
 	discarded := false
 	if !o.NoDiscard {
-		discarded = z.discard(0, size) == nil && !ti.IsBlock // punched file holes read as zeros
+		// Punched file holes read as zeros; discarded device blocks need not.
+		discarded = dev.Discard(0, size) == nil && !dev.IsBlock()
 	}
 	if !discarded {
-		if err := z.zero(0, min(whackSize, size)); err != nil {
+		if err := dev.ZeroRange(0, min(whackSize, size)); err != nil {
 			return err
 		}
-		if err := z.zero(max(size-whackSize, 0), min(whackSize, size)); err != nil {
+		if err := dev.ZeroRange(max(size-whackSize, 0), min(whackSize, size)); err != nil {
 			return err
 		}
 		logOff := int64(g.SB.FSBToDaddr(g.LogStart)) << ondisk.BBShift
-		if err := z.zero(logOff, int64(g.LogBlocks)*int64(g.BlockSize)); err != nil {
+		if err := dev.ZeroRange(logOff, int64(g.LogBlocks)*int64(g.BlockSize)); err != nil {
 			return err
 		}
 		if err := g.zeroHeaderBlocks(dev); err != nil {
@@ -215,7 +176,7 @@ func (g *Geometry) zeroHeaderBlocks(dev image.Device) error {
 // clearOldSecondaries zeroes the secondary superblocks of an XFS
 // filesystem found on the target, so xfs_repair cannot mistake them for
 // ours (zero_old_xfs_structures).
-func (g *Geometry) clearOldSecondaries(dev image.Device, z *zeroer) error {
+func (g *Geometry) clearOldSecondaries(dev *image.File) error {
 	sect := make([]byte, g.SectorSize)
 	if _, err := dev.ReadAt(sect, 0); err != nil {
 		return nil // too short to hold anything
@@ -237,61 +198,9 @@ func (g *Geometry) clearOldSecondaries(dev image.Device, z *zeroer) error {
 		if off+int64(g.SectorSize) > dev.Size() {
 			break
 		}
-		if err := z.zero(off, int64(g.SectorSize)); err != nil {
+		if err := dev.ZeroRange(off, int64(g.SectorSize)); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// zeroer zeroes and discards ranges of a file or block device, using
-// hole punching and BLKZEROOUT/BLKDISCARD where possible.
-type zeroer struct {
-	dev   *image.File
-	block bool
-}
-
-const (
-	fallocKeepSize  = 0x01
-	fallocPunchHole = 0x02
-)
-
-func (z *zeroer) discard(off, n int64) error {
-	if n <= 0 {
-		return nil
-	}
-	fd := z.dev.OSFile().Fd()
-	if z.block {
-		r := [2]uint64{uint64(off), uint64(n)}
-		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, ioctlBlkDiscard, uintptr(unsafe.Pointer(&r))); e != 0 {
-			return e
-		}
-		return nil
-	}
-	return syscall.Fallocate(int(fd), fallocKeepSize|fallocPunchHole, off, n)
-}
-
-func (z *zeroer) zero(off, n int64) error {
-	if n <= 0 {
-		return nil
-	}
-	fd := z.dev.OSFile().Fd()
-	if z.block {
-		r := [2]uint64{uint64(off), uint64(n)}
-		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, ioctlBlkZeroOut, uintptr(unsafe.Pointer(&r))); e == 0 {
-			return nil
-		}
-	} else if syscall.Fallocate(int(fd), fallocKeepSize|fallocPunchHole, off, n) == nil {
-		return nil
-	}
-	buf := make([]byte, min(n, 1<<20))
-	for n > 0 {
-		c := min(n, int64(len(buf)))
-		if _, err := z.dev.WriteAt(buf[:c], off); err != nil {
-			return err
-		}
-		off += c
-		n -= c
 	}
 	return nil
 }

@@ -6,80 +6,35 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"syscall"
-	"unsafe"
+	"io/fs"
+
+	"xfskit/internal/image"
 )
 
-// Linux ioctls used to learn a target's size and topology.
-const (
-	ioctlBlkGetSize64 = 0x80081272
-	ioctlBlkSSZGet    = 0x1268
-	ioctlBlkPBSZGet   = 0x127b
-	ioctlBlkIOMin     = 0x1278
-	ioctlBlkIOOpt     = 0x1279
-	ioctlBlkAlignOff  = 0x127a
-	ioctlBlkDiscard   = 0x1277
-	ioctlBlkZeroOut   = 0x127f
-	ioctlXFSDioInfo   = 0x800c581e // XFS_IOC_DIOINFO: _IOR('X', 30, struct dioattr)
-)
-
-func ioctlInt(fd uintptr, req uintptr) (int, error) {
-	var v int32
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, req, uintptr(unsafe.Pointer(&v))); e != 0 {
-		return 0, e
-	}
-	return int(v), nil
-}
-
-// ProbeTarget stats path and, for block devices, asks the kernel for the
-// size, sector sizes and I/O hints (what libblkid reports to mkfs.xfs).
-// For regular files on XFS the direct I/O size sets the sector size.
+// ProbeTarget asks internal/image what the kernel says about path: size,
+// sector sizes and I/O hints for block devices (what libblkid reports to
+// mkfs.xfs), the direct I/O size for regular files on XFS. Errors are
+// worded as mkfs.xfs words them.
 func ProbeTarget(path string) (TargetInfo, error) {
 	t := TargetInfo{Path: path}
-	st, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return t, nil
-	}
-	if err != nil {
-		return t, fmt.Errorf("Error accessing specified device %s: %w", path, err)
-	}
-	t.Exists = true
-	mode := st.Mode()
+	tg, err := image.Probe(path)
+	var pe *fs.PathError
 	switch {
-	case mode.IsRegular():
-		t.Size = st.Size()
-		f, err := os.Open(path)
-		if err != nil {
-			return t, err
-		}
-		defer f.Close()
-		var dio [3]uint32 // d_mem, d_miniosz, d_maxiosz
-		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), ioctlXFSDioInfo, uintptr(unsafe.Pointer(&dio))); e == 0 {
-			t.LogicalSector = int(dio[1])
-		}
-		return t, nil
-	case mode&os.ModeDevice != 0 && mode&os.ModeCharDevice == 0:
-		t.IsBlock = true
-		f, err := os.Open(path)
-		if err != nil {
-			return t, err
-		}
-		defer f.Close()
-		fd := f.Fd()
-		var size uint64
-		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, ioctlBlkGetSize64, uintptr(unsafe.Pointer(&size))); e != 0 {
-			return t, fmt.Errorf("%s: can't determine device size: %w", path, e)
-		}
-		t.Size = int64(size)
-		t.LogicalSector, _ = ioctlInt(fd, ioctlBlkSSZGet)
-		t.PhysicalSector, _ = ioctlInt(fd, ioctlBlkPBSZGet)
-		t.MinIO, _ = ioctlInt(fd, ioctlBlkIOMin)
-		t.OptIO, _ = ioctlInt(fd, ioctlBlkIOOpt)
-		t.AlignOffset, _ = ioctlInt(fd, ioctlBlkAlignOff)
-		return t, nil
+	case errors.Is(err, image.ErrNotFileOrBlock):
+		return t, fmt.Errorf("specified device %s not a file or block device", path)
+	case errors.As(err, &pe) && pe.Op == "stat":
+		return t, fmt.Errorf("Error accessing specified device %s: %w", path, err)
+	case err != nil:
+		return t, err
 	}
-	return t, fmt.Errorf("specified device %s not a file or block device", path)
+	t.Exists = tg.Exists
+	t.IsBlock = tg.IsBlock
+	t.Size = tg.Size
+	t.LogicalSector = tg.LogicalSector
+	t.PhysicalSector = tg.PhysicalSector
+	t.MinIO, t.OptIO = tg.MinIO, tg.OptIO
+	t.AlignOffset = tg.AlignOffset
+	return t, nil
 }
 
 // signature is a magic string at a fixed offset identifying existing

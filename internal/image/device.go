@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
-	"unsafe"
 )
 
 // Device is block storage: an image file, a block device, or a layer over one
@@ -23,9 +21,10 @@ type Device interface {
 
 // File is a Device over an image file or block device.
 type File struct {
-	f    *os.File
-	size int64
-	name string
+	f     *os.File
+	size  int64
+	name  string
+	block bool // a block device: no truncate, discard by ioctl
 }
 
 // Open opens path read-only (writable=false) or read-write.
@@ -38,12 +37,12 @@ func Open(path string, writable bool) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	size, err := sizeOf(f)
+	size, block, err := sizeOf(f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &File{f: f, size: size, name: path}, nil
+	return &File{f: f, size: size, name: path, block: block}, nil
 }
 
 // Create creates (or truncates to size) an image file.
@@ -59,21 +58,18 @@ func Create(path string, size int64) (*File, error) {
 	return &File{f: f, size: size, name: path}, nil
 }
 
-func sizeOf(f *os.File) (int64, error) {
+// sizeOf returns the size of an open file or block device, and whether it
+// is a block device (whose size only the kernel knows).
+func sizeOf(f *os.File) (int64, bool, error) {
 	st, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if st.Mode()&os.ModeDevice == 0 {
-		return st.Size(), nil
+		return st.Size(), false, nil
 	}
-	// Block device: ask the kernel (BLKGETSIZE64).
-	var size uint64
-	const blkGetSize64 = 0x80081272
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), blkGetSize64, uintptr(unsafe.Pointer(&size))); e != 0 {
-		return 0, fmt.Errorf("BLKGETSIZE64: %w", e)
-	}
-	return int64(size), nil
+	size, err := blockSize64(f.Fd())
+	return size, true, err
 }
 
 func (d *File) ReadAt(p []byte, off int64) (int, error) {
@@ -95,8 +91,7 @@ func (d *File) WriteAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-func (d *File) Sync() error      { return d.f.Sync() }
-func (d *File) Size() int64      { return d.size }
-func (d *File) Close() error     { return d.f.Close() }
-func (d *File) Name() string     { return d.name }
-func (d *File) OSFile() *os.File { return d.f }
+func (d *File) Sync() error  { return d.f.Sync() }
+func (d *File) Size() int64  { return d.size }
+func (d *File) Close() error { return d.f.Close() }
+func (d *File) Name() string { return d.name }
