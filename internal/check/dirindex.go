@@ -325,10 +325,12 @@ func (d *dirIdx) checkFree() error {
 	st := ondisk.DirBlockName(ondisk.Dir3FreeMagic)
 	covered := make([]bool, len(d.dbs))
 	n := d.nents()
+	blocks := 0
 	for l := range d.m.starts(d.freeDA, math.MaxUint64, d.per) {
 		if d.f.full() {
 			break
 		}
+		blocks++
 		buf, fsb, ok, err := d.read(l, st)
 		if !ok {
 			if err != nil {
@@ -360,6 +362,10 @@ func (d *dirIdx) checkFree() error {
 				d.f.add(st, int64(fsb), "%s: bests[%d] (data block %d) is %s, but the block's largest free region is %s", d.where(l), i, db, bestStr(b), bestStr(want))
 			}
 		}
+	}
+	if blocks == 0 {
+		d.f.add("directory", -1, "a node-form directory without free index blocks (logical block %d on)", d.freeDA)
+		return nil
 	}
 	for k, c := range covered {
 		if !c && !d.f.full() {

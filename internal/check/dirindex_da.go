@@ -1,6 +1,7 @@
 package check
 
 import (
+	"errors"
 	"fmt"
 	"iter"
 	"sort"
@@ -40,9 +41,12 @@ func (f *idxFindings) addErr(fsb int64, err error) {
 		f.dropped++
 		return
 	}
-	r := Report{maxKept: 1}
-	r.fromErr(-1, f.ino, fsb, err)
-	f.out = append(f.out, r.findings...)
+	x := Finding{Structure: "metadata", AG: -1, Inode: f.ino, Block: fsb, Message: err.Error()}
+	var ce *ondisk.CorruptError
+	if errors.As(err, &ce) {
+		x.Structure = ce.Structure
+	}
+	f.out = append(f.out, x)
 }
 
 // report hands the findings to the run's report.
