@@ -312,6 +312,7 @@ func (p *populator) allocInodes(root *popNode) error {
 	}
 	for _, a := range p.ags {
 		slices.Sort(a.slots)
+		slices.SortFunc(a.inodes, func(x, y ondisk.InobtRec) int { return int(x.StartIno) - int(y.StartIno) })
 	}
 	return walkPop(root, func(n, parent *popNode) error {
 		if parent == nil || n.inode != nil {

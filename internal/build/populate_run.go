@@ -103,21 +103,34 @@ func popSize(o *Options, ti TargetInfo, t *popTree) error {
 		return usagef("--size-margin must not be negative")
 	}
 	want := int64(float64(popNeed(t, bs, isize)) * (1 + margin))
-	size := want + want/8 + 32<<20
-	for i := 0; i < 8; i++ {
+	size := want + want/8
+	if o.AGCount == 0 && o.AGSize == "" {
+		// Below 64 MiB mkfs makes a single AG, whose geometry
+		// xfs_repair cannot cross-check.
+		size = max(size, 64<<20)
+	}
+	var lastErr error
+	for i := 0; i < 16; i++ {
 		size = (size + 1<<20 - 1) &^ (1<<20 - 1)
 		o.DataSize = strconv.FormatInt(size, 10)
 		q := *o
 		q.Quiet, q.DryRun = true, true
 		g, err := Plan(&q, ti)
 		if err != nil {
-			return err
+			// Too small for the geometry asked for (AG count, log,
+			// block size): grow until it plans, or report why not.
+			lastErr = err
+			size *= 2
+			continue
 		}
 		free := int64(g.SB.FDBlocks) * int64(g.BlockSize)
 		if free >= want {
 			return nil
 		}
 		size += want - free + size/16
+	}
+	if lastErr != nil {
+		return lastErr
 	}
 	return fmt.Errorf("-p %s: could not size the filesystem for %d bytes", o.Proto, want)
 }

@@ -36,6 +36,7 @@ type popNode struct {
 	size     int64      // size at scan time (data is measured again when copied)
 	blocks   int64      // allocated bytes at scan time, for sizing
 	reserve  int64      // protofile 'r': bytes of unwritten preallocation
+	resSpec  string     // its size as written (b/s suffixes need the geometry)
 	ino      uint64     // XFS inode number, once assigned
 	agno     uint32     // AG the inode and its data go to
 
@@ -77,6 +78,9 @@ type popTree struct {
 func popScanDir(dir string) (*popTree, error) {
 	t := &popTree{}
 	links := map[[2]uint64]*popNode{}
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real // -p may name a symlink to the tree
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
@@ -125,10 +129,15 @@ func popScanDir(dir string) (*popTree, error) {
 
 // popReadDirNames lists a directory's names sorted bytewise.
 func popReadDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
+	// O_NOATIME where permitted: reading the source must not change it.
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EPERM) {
+		fd, err = unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), dir)
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	if err != nil {
@@ -407,14 +416,15 @@ func (p *protoParser) entry(name string) (*popNode, error) {
 		p.t.dataSize += n.blocks
 	case 'r':
 		n.mode = mode | unix.S_IFREG
-		v, err := p.num("reserved size")
+		spec, err := p.next()
 		if err != nil {
 			return nil, err
 		}
-		if v < 0 {
-			return nil, fmt.Errorf("%s: bad reserved size for %s", p.path, name)
+		v, ok := cvtnum(4096, 512, spec)
+		if !ok || v < 0 {
+			return nil, fmt.Errorf("%s: bad value %s for proto file %s", p.path, spec, name)
 		}
-		n.reserve, n.size = v, v
+		n.reserve, n.size, n.resSpec = v, v, spec
 		p.t.dataSize += v
 	case 'b', 'c':
 		n.mode = mode | unix.S_IFBLK

@@ -154,7 +154,9 @@ func tmpfsSource(t testing.TB) string {
 	t.Helper()
 	oracle.Require(t, oracle.Root)
 	dir := t.TempDir()
-	oracle.Run(t, "mount", "-t", "tmpfs", "-o", "size=256m,mode=0755", "tmpfs", dir)
+	// noatime: reading the tree (readlink cannot avoid it) must not
+	// change it between the runs a test compares.
+	oracle.Run(t, "mount", "-t", "tmpfs", "-o", "size=256m,mode=0755,noatime", "tmpfs", dir)
 	t.Cleanup(func() { oracle.Unmount(t, dir) })
 	oracle.MustBeMounted(t, dir)
 	return dir

@@ -1,11 +1,13 @@
 package build
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"math/bits"
 	"os"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -56,6 +58,9 @@ func popDataRanges(fd int, size int64) ([][2]int64, error) {
 func (p *populator) copyFile(n *popNode) error {
 	bs := int64(p.sb.BlockSize)
 	near := p.sb.AGToFSB(n.agno, 0)
+	if n.resSpec != "" {
+		n.reserve, _ = cvtnum(int(p.sb.BlockSize), int(p.sb.SectSize), n.resSpec)
+	}
 	if n.reserve > 0 {
 		// Prototype "r" entries: unwritten preallocation.
 		blocks := uint64((n.reserve + bs - 1) / bs)
@@ -169,8 +174,16 @@ type popChunk struct {
 // which is sequential within each AG.
 func (p *populator) chunkFor(ino uint64) ([]byte, error) {
 	agno, agino := p.sb.InoToAG(ino)
-	start := agino &^ (ondisk.InodesPerChunk - 1)
 	a := p.ags[agno]
+	// Chunks start on aligned blocks, not necessarily at multiples of 64.
+	i, found := slices.BinarySearchFunc(a.inodes, agino, func(r ondisk.InobtRec, v uint32) int { return cmp.Compare(r.StartIno, v) })
+	if !found {
+		i--
+	}
+	if i < 0 || agino-a.inodes[i].StartIno >= ondisk.InodesPerChunk {
+		return nil, fmt.Errorf("inode %d lies in no inode chunk", ino)
+	}
+	start := a.inodes[i].StartIno
 	c := a.open
 	if c == nil || c.start != start {
 		if c != nil {
@@ -192,9 +205,9 @@ func (p *populator) chunkFor(ino uint64) ([]byte, error) {
 		a.open = c
 	}
 	isz := int(p.sb.InodeSize)
-	i := int(agino - start)
-	a.used[start] |= 1 << i
-	return c.buf[i*isz : (i+1)*isz], nil
+	slot := int(agino - start)
+	a.used[start] |= 1 << slot
+	return c.buf[slot*isz : (slot+1)*isz], nil
 }
 
 func (p *populator) inoOff(agno, agino uint32) int64 {
