@@ -344,24 +344,7 @@ func (d *dumper) run(ctx context.Context, res *Result, runs []*streamRun) (*Resu
 // every few seconds (each write is an fsync'd SQLite transaction; the
 // stream itself holds the authoritative checkpoints).
 func (d *dumper) checkpointLoop(runs []*streamRun) func() {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(2 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				d.saveCheckpoints(runs)
-				return
-			case <-t.C:
-				d.saveCheckpoints(runs)
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
+	return ticker(2*time.Second, func() { d.saveCheckpoints(runs) })
 }
 
 func (d *dumper) saveCheckpoints(runs []*streamRun) {

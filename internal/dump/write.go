@@ -38,20 +38,19 @@ func (d *dumper) runStream(ctx context.Context, r *streamRun) (err error) {
 		at *stream.Checkpoint // where a resumed stream continues
 	)
 	if r.resume && len(r.media) > 0 {
-		{
-			var info stream.ResumeInfo
-			w, info, err = stream.Resume(r.media, wopts)
-			switch {
-			case errors.Is(err, stream.ErrNoCheckpoint):
-				r.out.close()
-				w = nil
-			case err != nil:
-				return fmt.Errorf("stream %d (%s): resume: %w", r.st.Index, r.st.Dest, err)
-			default:
-				at = &info.Checkpoint
-				d.files.Add(int64(at.Files))
-				d.data.Add(int64(at.DataBytes))
-			}
+		var info stream.ResumeInfo
+		w, info, err = stream.Resume(r.media, wopts)
+		switch {
+		case errors.Is(err, stream.ErrNoCheckpoint):
+			// Not even the header got out: start the stream afresh.
+			r.out.close()
+			w = nil
+		case err != nil:
+			return fmt.Errorf("stream %d (%s): resume: %w", r.st.Index, r.st.Dest, err)
+		default:
+			at = &info.Checkpoint
+			d.files.Add(int64(at.Files))
+			d.data.Add(int64(at.DataBytes))
 		}
 	}
 	if w == nil {
