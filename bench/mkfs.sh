@@ -8,9 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${2:-3}
-out=bench/out
-mkdir -p "$out"
-work=$(mktemp -d "$out/mkfs.XXXXXX")
+# Outside the module: a Go tree inside it would confuse `go build ./...`.
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/xfskit-mkfs-bench.XXXXXX")
 mnt="$work/mnt"
 mkdir "$mnt"
 cleanup() { mountpoint -q "$mnt" && umount "$mnt"; rm -rf "$work"; }
