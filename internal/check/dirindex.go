@@ -11,25 +11,6 @@ import (
 	"xfskit/ondisk"
 )
 
-// checkDirIndex verifies the hash indexes of a block, leaf or node
-// directory against its data blocks: leaf entries (hash order, one per
-// live entry, addresses pointing at it), stale counts, da-node blocks, and
-// the best-free tables of leaf1 tails and free index blocks. Findings go to
-// the report; only I/O errors are returned.
-//
-// It runs after the engine's ReadDir succeeded on ip, so every data block
-// has already passed VerifyDirData (header, CRC, entries, bestfree, and for
-// the single-block form the in-block leaf's order, addresses, hashes and
-// counts); what is left is how the index blocks agree with the data.
-func (c *checker) checkDirIndex(ip *xfs.Inode) error {
-	f, err := c.dirIndex(ip)
-	if err != nil {
-		return err
-	}
-	f.report(c.r)
-	return nil
-}
-
 // dirIndex checks ip's index and returns the findings without touching the
 // report, so it may run concurrently with other directories. Only I/O
 // errors are returned.

@@ -20,6 +20,7 @@ const dirReaders = 16
 
 type dirResult struct {
 	ents []xfs.DirEntry
+	idx  *idxFindings
 	err  error
 }
 
@@ -39,7 +40,15 @@ func (c *checker) checkDirectories() error {
 			if err != nil && isIOError(err) {
 				return err
 			}
-			results[i] = dirResult{ents, err}
+			var idx *idxFindings
+			if err == nil && ip.Format != ondisk.FmtLocal {
+				// Index checks report nothing themselves, so they can run
+				// here, off the sequential path.
+				if idx, err = c.dirIndex(ip); err != nil {
+					return err
+				}
+			}
+			results[i] = dirResult{ents, idx, err}
 			return nil
 		})
 	}
@@ -50,17 +59,13 @@ func (c *checker) checkDirectories() error {
 		c.prog.add(1)
 		dino := ip.Ino
 		ents, err := results[i].ents, results[i].err
-		results[i] = dirResult{}
 		if err != nil {
 			c.r.fromErr(-1, dino, -1, err)
 			c.inodes[dino].ok = false // don't judge its link count
 			continue
 		}
-		if ip.Format != ondisk.FmtLocal {
-			if err := c.checkDirIndex(ip); err != nil {
-				return err
-			}
-		}
+		results[i].idx.report(c.r)
+		results[i] = dirResult{} // release as we go
 		seen := map[string]bool{}
 		for _, e := range ents {
 			name := string(e.Name)
