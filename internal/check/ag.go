@@ -60,9 +60,18 @@ func (c *checker) checkAG(agno uint32) error {
 	}
 	if agf != nil && agf.Magic == ondisk.AGFMagic {
 		info.agf = agf
+		if c.lsnAhead(agf.LSN) {
+			c.r.agf(agno, "AGF", hdrBlock, "LSN %s is ahead of the log head %s", lsnString(agf.LSN), c.headLSN)
+		}
 	}
 	if agi != nil && agi.Magic == ondisk.AGIMagic {
 		info.agi = agi
+		if c.lsnAhead(agi.LSN) {
+			c.r.agf(agno, "AGI", hdrBlock, "LSN %s is ahead of the log head %s", lsnString(agi.LSN), c.headLSN)
+		}
+	}
+	if agfl != nil && c.lsnAhead(agfl.LSN) {
+		c.r.agf(agno, "AGFL", hdrBlock, "LSN %s is ahead of the log head %s", lsnString(agfl.LSN), c.headLSN)
 	}
 
 	if info.agf != nil && agfl != nil {
@@ -117,6 +126,9 @@ func (c *checker) walk(agno, root uint32, levels int, geom ondisk.BtreeGeometry,
 	err = c.fs.WalkAGBtreeReport(agno, root, levels, geom, func(b *xfs.BtreeBlock) error {
 		blocks++
 		c.space[agno].add(use{start: b.AGBno, length: 1, kind: kind})
+		if c.lsnAhead(b.Header.LSN) {
+			c.r.agf(agno, ondisk.BtreeName(geom.Magic)+" block", int64(c.sb.AGToFSB(agno, b.AGBno)), "LSN %s is ahead of the log head %s", lsnString(b.Header.LSN), c.headLSN)
+		}
 		if b.IsLeaf() && leaf != nil {
 			return leaf(b)
 		}

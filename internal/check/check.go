@@ -69,6 +69,8 @@ type checker struct {
 	dirs   []*xfs.Inode // directories, kept for the directory phase
 	order  []uint64     // allocated inodes in inode order, for stable reports
 	prog   *progress
+	// headLSN is the log head; metadata LSNs must not be ahead of it.
+	headLSN ondisk.LSN
 	// totals across AGs, for the superblock counters
 	freeBlocks, inodeCount, inodeFree atomic.Uint64
 }

@@ -46,6 +46,9 @@ func (c *checker) checkInodes() error {
 			c.r.inof(ino, "inode", "the inode B-tree says allocated, but the inode is free (mode 0)")
 			return nil
 		}
+		if c.lsnAhead(ip.LSN) {
+			c.r.inof(ino, "inode", "LSN %s is ahead of the log head %s", lsnString(ip.LSN), c.headLSN)
+		}
 		info.mode = ip.Mode
 		info.nlink = ip.Links()
 		info.ok = true

@@ -1,6 +1,9 @@
 package check
 
-import "xfskit/internal/xlog"
+import (
+	"xfskit/internal/xlog"
+	"xfskit/ondisk"
+)
 
 // errStop ends a run early without an error (a dirty log: the metadata is
 // legitimately inconsistent until the log is replayed).
@@ -21,6 +24,9 @@ func (c *checker) checkLog() error {
 		return nil
 	}
 	c.r.LogInfo = st.String()
+	if !st.Zeroed {
+		c.headLSN = ondisk.MakeLSN(st.HeadCycle, st.HeadBlock)
+	}
 	if st.Torn != nil {
 		c.r.LogInfo += "; torn write: " + st.Torn.Err.Error()
 	}
@@ -30,3 +36,13 @@ func (c *checker) checkLog() error {
 	}
 	return nil
 }
+
+// lsnAhead reports metadata stamped with a log sequence number the log has
+// not reached: after a crash such a block would be "newer" than the log
+// and recovery would skip replaying into it (xfs_repair reports the same).
+// Returns true when it reported.
+func (c *checker) lsnAhead(lsn uint64) bool {
+	return c.headLSN != 0 && ondisk.CompareLSN(ondisk.LSN(lsn), c.headLSN) > 0
+}
+
+func lsnString(lsn uint64) string { return ondisk.LSN(lsn).String() }
