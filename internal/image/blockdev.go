@@ -221,6 +221,13 @@ func (n *NewFile) Commit() error {
 	}
 	n.done = true
 	tmp := n.name
+	// The data must be on disk before the name is: a crash after the
+	// rename must never leave a half-written image under the final name.
+	if err := n.File.Sync(); err != nil {
+		n.File.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("%s: sync: %w", tmp, err)
+	}
 	if err := n.File.Close(); err != nil {
 		os.Remove(tmp)
 		return err
