@@ -5,7 +5,7 @@
 # usage: bench/check.sh [IMAGE] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-img=${1:-bench/out/bench-100k.img}
+img=${1:-${XFSKIT_BENCH_DIR:-/var/tmp/xfskit-bench}/bench-100k.img}
 rounds=${2:-3}
 mkdir -p "$(dirname "$img")"
 if [ ! -f "$img" ]; then
