@@ -60,7 +60,6 @@ func (f *FS) WalkForkBlocks(ip *Inode, attrFork bool, fn func(ondisk.Extent) err
 	if attrFork {
 		w.fork = "attr fork"
 	}
-	w.where = fmt.Sprintf("inode %d", ip.Ino)
 	w.rt = !attrFork && ip.Flags&ondisk.DiflagRealtime != 0
 	fork := ip.Fork(attrFork)
 	if attrFork && ip.ForkOff == 0 {
@@ -99,7 +98,6 @@ type extentWalker struct {
 	attr  bool
 	rt    bool
 	fork  string
-	where string
 	fn    func(ondisk.Extent) error
 	// blockFn, when set, is told of every bmbt block visited (checkers
 	// account for them).
@@ -114,8 +112,11 @@ type extentWalker struct {
 }
 
 func (w *extentWalker) corrupt(field, format string, a ...any) error {
-	return ondisk.Corrupt(w.fork, w.where, field, format, a...)
+	return ondisk.Corrupt(w.fork, w.loc(), field, format, a...)
 }
+
+// loc names the inode for messages; built only when there is one to make.
+func (w *extentWalker) loc() string { return fmt.Sprintf("inode %d", w.ip.Ino) }
 
 // record checks one extent against the filesystem and its predecessor,
 // then hands it to fn.
@@ -138,7 +139,7 @@ func (w *extentWalker) record(e ondisk.Extent) error {
 
 func (w *extentWalker) walkBtree(fork []byte) error {
 	sb := w.fs.SB
-	root, err := ondisk.DecodeBmdr(fork, w.where+" "+w.fork)
+	root, err := ondisk.DecodeBmdr(fork, w.loc()+" "+w.fork)
 	if err != nil {
 		return err
 	}
@@ -191,9 +192,9 @@ func (w *extentWalker) visit(fsb uint64, level int, key uint64) error {
 	daddr := sb.FSBToDaddr(fsb)
 	buf, err := w.fs.ReadFSB(fsb, 1)
 	if err != nil {
-		return fmt.Errorf("%s: %s: bmbt block %d: %w", w.where, w.fork, fsb, err)
+		return fmt.Errorf("%s: %s: bmbt block %d: %w", w.loc(), w.fork, fsb, err)
 	}
-	where := fmt.Sprintf("%s %s block %d (daddr %d)", w.where, w.fork, fsb, daddr)
+	where := fmt.Sprintf("%s %s block %d (daddr %d)", w.loc(), w.fork, fsb, daddr)
 	h, err := ondisk.VerifyBtreeBlock(buf, ondisk.BmbtMagic, sb.MetaUUIDOrUUID(), daddr, w.ip.Ino, level, where)
 	if err != nil {
 		return err
