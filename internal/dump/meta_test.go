@@ -14,6 +14,7 @@ import (
 
 	"xfskit/internal/oracle"
 	"xfskit/internal/stream"
+	"xfskit/internal/treecmp"
 )
 
 // xfsIOStat returns the fsxattr fields `xfs_io -c stat` prints for path.
@@ -137,12 +138,9 @@ func TestDirtyLog(t *testing.T) {
 	}
 	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
 	oracle.Run(t, "umount", mnt) // mountpoint(1) fails on a shut-down mount: no oracle.Unmount
-	before, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := fileHash(t, img)
 	dir := t.TempDir()
-	_, err = Dump(t.Context(), Options{Image: img, Dests: []string{filepath.Join(dir, "s")}, Inventory: filepath.Join(dir, "inv.db")})
+	_, err := Dump(t.Context(), Options{Image: img, Dests: []string{filepath.Join(dir, "s")}, Inventory: filepath.Join(dir, "inv.db")})
 	if !errors.Is(err, ErrDirtyLog) || !strings.Contains(err.Error(), "Mount it once") {
 		t.Fatalf("dirty log: %v", err)
 	}
@@ -153,8 +151,21 @@ func TestDirtyLog(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "inv.db")); err == nil {
 		t.Error("the inventory was touched for a refused image")
 	}
-	after, _ := os.ReadFile(img)
-	if string(before) != string(after) {
+	if fileHash(t, img) != before {
 		t.Error("the image changed")
 	}
+}
+
+func fileHash(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := treecmp.HashReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
