@@ -131,7 +131,8 @@ func (p *populator) copyFile(n *popNode) error {
 			if err := p.copyBlocks(f, fb*bs, int(k)*int(bs), fsb); err != nil {
 				return fmt.Errorf("%s: %w", n.src, err)
 			}
-			if l := len(n.ext); l > 0 && n.ext[l-1].End() == uint64(fb) && n.ext[l-1].StartBlock+n.ext[l-1].Length == fsb {
+			if l := len(n.ext); l > 0 && n.ext[l-1].End() == uint64(fb) && n.ext[l-1].StartBlock+n.ext[l-1].Length == fsb &&
+				n.ext[l-1].StartBlock>>p.sb.AGBlkLog == fsb>>p.sb.AGBlkLog {
 				n.ext[l-1].Length += k
 			} else {
 				n.ext = append(n.ext, ondisk.Extent{Offset: uint64(fb), StartBlock: fsb, Length: k})

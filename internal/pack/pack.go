@@ -230,7 +230,7 @@ func (p *Packer) Pack(in *Inode, buf []byte) (*Result, error) {
 	var data forkContent
 	switch ftype {
 	case ondisk.ModeReg:
-		data.ext, err = normalizeExtents(in.Extents, in.Ino)
+		data.ext, err = normalizeExtents(in.Extents, in.Ino, p.sb.AGBlkLog)
 		if err != nil {
 			return nil, err
 		}
@@ -366,7 +366,7 @@ func (p *Packer) inodeFSB(ino uint64) uint64 {
 // normalizeExtents sorts nothing but checks a caller's mapping: increasing,
 // non-overlapping file offsets, nonzero lengths; long extents are split to
 // the on-disk maximum and adjacent contiguous ones merged (up to it).
-func normalizeExtents(in []ondisk.Extent, ino uint64) ([]ondisk.Extent, error) {
+func normalizeExtents(in []ondisk.Extent, ino uint64, agShift uint8) ([]ondisk.Extent, error) {
 	out := make([]ondisk.Extent, 0, len(in))
 	var next uint64
 	for i, e := range in {
@@ -380,7 +380,8 @@ func normalizeExtents(in []ondisk.Extent, ino uint64) ([]ondisk.Extent, error) {
 		for e.Length > 0 {
 			if k := len(out); k > 0 {
 				l := &out[k-1]
-				if l.End() == e.Offset && l.StartBlock+l.Length == e.StartBlock && l.Unwritten == e.Unwritten && l.Length < ondisk.MaxExtLen {
+				if l.End() == e.Offset && l.StartBlock+l.Length == e.StartBlock && l.Unwritten == e.Unwritten && l.Length < ondisk.MaxExtLen &&
+					l.StartBlock>>agShift == e.StartBlock>>agShift {
 					n := min(e.Length, ondisk.MaxExtLen-l.Length)
 					l.Length += n
 					e.Offset += n

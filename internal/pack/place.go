@@ -53,7 +53,7 @@ func (m *mapper) addExtent(off, fsb, n uint64) {
 	for n > 0 {
 		if k := len(m.ext); k > 0 {
 			l := &m.ext[k-1]
-			if l.End() == off && l.StartBlock+l.Length == fsb && l.Length < ondisk.MaxExtLen {
+			if l.End() == off && l.StartBlock+l.Length == fsb && l.Length < ondisk.MaxExtLen && m.sameAG(l.StartBlock, fsb) {
 				c := min(n, ondisk.MaxExtLen-l.Length)
 				l.Length += c
 				off, fsb, n = off+c, fsb+c, n-c
@@ -64,6 +64,14 @@ func (m *mapper) addExtent(off, fsb, n uint64) {
 		m.ext = append(m.ext, ondisk.Extent{Offset: off, StartBlock: fsb, Length: c})
 		off, fsb, n = off+c, fsb+c, n-c
 	}
+}
+
+// sameAG guards merges: with power-of-two AG sizes the last block of one
+// AG and the first of the next have consecutive numbers.
+func (m *mapper) sameAG(a, b uint64) bool {
+	x, _ := m.p.sb.FSBToAG(a)
+	y, _ := m.p.sb.FSBToAG(b)
+	return x == y
 }
 
 // place allocates blocks for bs (given in increasing logical order), fills
