@@ -30,7 +30,7 @@ func fuzzSB(blockLog uint8) *ondisk.Superblock {
 		SectSize: 512, SectLog: 9, VersionNum: ondisk.SBVersion5 | ondisk.SBVersionAlignBit | ondisk.SBVersionDirV2,
 		FeaturesIncompat: ondisk.IncompatFType | ondisk.IncompatSpinodes | ondisk.IncompatBigtime,
 		FeaturesROCompat: ondisk.ROCompatFinobt | ondisk.ROCompatReflink | ondisk.ROCompatInobtCnt,
-		InoAlignMt: max(1, 64/ipb), UUID: ondisk.UUID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+		InoAlignMt:       max(1, 64/ipb), UUID: ondisk.UUID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
 	}
 	for 1<<sb.InoPBLog < ipb {
 		sb.InoPBLog++
