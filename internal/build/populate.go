@@ -64,7 +64,8 @@ type populator struct {
 	o     *PopulateOptions
 	now   ondisk.Timestamp
 	stats PopulateStats
-	buf   []byte // data copy buffer
+	wb    []byte // file data waiting to be written at wbOff
+	wbOff int64
 }
 
 // Populate copies the tree t into the empty filesystem just written to
@@ -73,7 +74,7 @@ type populator struct {
 // with holes kept, builds every inode with internal/pack, then rebuilds
 // each AG's B-trees and the counters.
 func populate(dev image.Device, t *popTree, o *PopulateOptions) (*PopulateStats, error) {
-	p := &populator{dev: dev, o: o, buf: make([]byte, 4<<20)}
+	p := &populator{dev: dev, o: o, wb: make([]byte, 0, popWriteBuf)}
 	p.now = p.clamp(ondisk.TimestampOf(o.Now))
 	if err := p.load(); err != nil {
 		return nil, err

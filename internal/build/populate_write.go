@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"math/bits"
 	"os"
 	"slices"
@@ -19,12 +18,16 @@ import (
 // blocks allocated in one request so they are contiguous when the AG
 // allows.
 func (p *populator) copyData(root *popNode) error {
-	return walkPop(root, func(n, parent *popNode) error {
+	err := walkPop(root, func(n, parent *popNode) error {
 		if !n.isReg() || n.inode != nil {
 			return nil
 		}
 		return p.copyFile(n)
 	})
+	if err != nil {
+		return err
+	}
+	return p.flushData()
 }
 
 // popDataRanges lists the byte ranges of fd holding data, found with
@@ -82,24 +85,27 @@ func (p *populator) copyFile(n *popNode) error {
 		n.size = 0
 		return nil
 	}
-	f, err := os.OpenFile(n.src, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME, 0)
+	// Raw descriptors: os.File would register each with the poller.
+	fd, err := unix.Open(n.src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.EPERM) {
-		f, err = os.OpenFile(n.src, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		fd, err = unix.Open(n.src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	}
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: n.src, Err: err}
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return &os.PathError{Op: "fstat", Path: n.src, Err: err}
 	}
-	if !st.Mode().IsRegular() {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fmt.Errorf("%s: no longer a regular file", n.src)
 	}
-	n.size = st.Size()
-	ranges, err := popDataRanges(int(f.Fd()), n.size)
-	if err != nil {
+	n.size = st.Size
+	var ranges [][2]int64
+	if n.size <= bs && st.Blocks > 0 {
+		ranges = [][2]int64{{0, n.size}} // one allocated block: data
+	} else if ranges, err = popDataRanges(fd, n.size); err != nil {
 		return fmt.Errorf("%s: finding data: %w", n.src, err)
 	}
 	// Whole blocks holding data, in file order.
@@ -126,9 +132,9 @@ func (p *populator) copyFile(n *popNode) error {
 	for _, b := range blks {
 		for fb := b[0]; fb < b[1]; {
 			r := runs[ri]
-			k := min(uint64(b[1]-fb), r.Len-used, uint64(int64(len(p.buf))/bs))
+			k := min(uint64(b[1]-fb), r.Len-used, uint64(popWriteBuf/bs))
 			fsb := r.FSB + used
-			if err := p.copyBlocks(f, fb*bs, int(k)*int(bs), fsb); err != nil {
+			if err := p.copyBlocks(fd, fb*bs, int(k)*int(bs), fsb); err != nil {
 				return fmt.Errorf("%s: %w", n.src, err)
 			}
 			if l := len(n.ext); l > 0 && n.ext[l-1].End() == uint64(fb) && n.ext[l-1].StartBlock+n.ext[l-1].Length == fsb &&
@@ -150,16 +156,63 @@ func (p *populator) copyFile(n *popNode) error {
 	return nil
 }
 
-// copyBlocks copies length bytes of src at off (zeros past its end) to
-// filesystem block fsb.
-func (p *populator) copyBlocks(src *os.File, off int64, length int, fsb uint64) error {
-	buf := p.buf[:length]
-	got, err := src.ReadAt(buf, off)
-	if err != nil && err != io.EOF {
+// copyBlocks copies length bytes of fd at off (zeros past its end) to
+// filesystem block fsb, through the write-behind buffer.
+func (p *populator) copyBlocks(fd int, off int64, length int, fsb uint64) error {
+	buf, err := p.dataSlice(int64(p.sb.FSBToDaddr(fsb))<<ondisk.BBShift, length)
+	if err != nil {
 		return err
 	}
+	got := 0
+	for got < length {
+		n, err := unix.Pread(fd, buf[got:], off+int64(got))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break // the file shrank: zeros
+		}
+		got += n
+	}
 	clear(buf[got:])
-	return p.write(buf, int64(p.sb.FSBToDaddr(fsb))<<ondisk.BBShift)
+	return nil
+}
+
+// popWriteBuf is the size of the write-behind buffer for file data: data
+// of consecutive files lands in consecutive blocks, so most small files
+// share one large write.
+const popWriteBuf = 4 << 20
+
+// dataSlice returns the buffer to fill with n bytes destined for device
+// offset off, flushing the pending write first unless off continues it.
+func (p *populator) dataSlice(off int64, n int) ([]byte, error) {
+	if n > popWriteBuf {
+		return nil, fmt.Errorf("data write of %d bytes exceeds the %d-byte buffer", n, popWriteBuf)
+	}
+	if len(p.wb) > 0 && (off != p.wbOff+int64(len(p.wb)) || len(p.wb)+n > popWriteBuf) {
+		if err := p.flushData(); err != nil {
+			return nil, err
+		}
+	}
+	if len(p.wb) == 0 {
+		p.wbOff = off
+	}
+	start := len(p.wb)
+	p.wb = p.wb[:start+n]
+	return p.wb[start:], nil
+}
+
+// flushData writes the pending file data.
+func (p *populator) flushData() error {
+	if len(p.wb) == 0 {
+		return nil
+	}
+	err := p.write(p.wb, p.wbOff)
+	p.wb = p.wb[:0]
+	return err
 }
 
 // popChunk is an inode chunk being filled.
