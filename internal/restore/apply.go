@@ -85,7 +85,7 @@ func (r *run) arrange() error {
 				moved[ino] = true
 			}
 		}
-		if err := mkdirAt(r.t.root, orphanageName); err != nil {
+		if _, err := mkdirAt(r.t.root, orphanageName); err != nil {
 			return fmt.Errorf("%s: %v", orphanageName, err)
 		}
 		fd, err := unix.Openat(r.t.root, orphanageName, dirFlags, 0)
@@ -114,6 +114,12 @@ func (r *run) arrange() error {
 		return r.loc(ino)
 	}
 	cache.pin(orphanIno, orphFd)
+	// New directories inherit a default ACL and the setgid bit from their
+	// parent: only those below a clean destination root are "fresh".
+	var acl [1]byte
+	_, err := unix.Fgetxattr(r.t.root, "system.posix_acl_default", acl[:])
+	var rst unix.Stat_t
+	rootClean := (err == unix.ENODATA || err == unix.EOPNOTSUPP) && unix.Fstat(r.t.root, &rst) == nil && rst.Mode&unix.S_ISGID == 0
 	for _, d := range tr.order[1:] {
 		pfd, err := cache.open(d.parent)
 		if err != nil {
@@ -136,9 +142,15 @@ func (r *run) arrange() error {
 			r.hook("place")
 		}
 		if !inOrph[d.ino] {
-			if err := mkdirAt(pfd, d.name); err != nil {
+			created, err := mkdirAt(pfd, d.name)
+			if err != nil {
 				r.problem(d.path, d.ino, "%v", err)
 				continue
+			}
+			if d.parent == tr.root {
+				d.fresh = created && rootClean
+			} else {
+				d.fresh = created && tr.dirs[d.parent].fresh
 			}
 			r.hook("mkdir")
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -48,11 +49,67 @@ func (w *worker) readDirs() {
 	w.dirsClean = len(rd.Damage()) == 0 && (w.pending != nil || rd.Complete())
 }
 
-// readFiles restores the files of the stream.
+// Pipeline sizes: file writers per stream, and the file data that may be
+// in flight between the stream reader and the writers.
+const (
+	writersPerStream = 4
+	piecesInFlight   = 32 // of at most stream.MaxDataPiece bytes each
+)
+
+// job is one file handed from the stream reader to a writer. For a
+// regular file the reader sends its data on pieces (copies) and closes it;
+// the writer must read pieces to the end.
+type job struct {
+	f      *stream.File
+	fn     *fileNode
+	pieces chan piece
+	ioErr  error // set before pieces is closed: the stream failed
+}
+
+type piece struct {
+	off  int64
+	data []byte
+	buf  *[]byte
+}
+
+// pipe is what the reader and writers of one stream share.
+type pipe struct {
+	jobs   chan *job
+	tokens chan struct{}
+	bufs   sync.Pool
+	wg     sync.WaitGroup // writers
+	inJobs sync.WaitGroup // jobs not finished
+
+	mu       sync.Mutex
+	inFlight map[uint64]bool // inodes being written
+}
+
+// readFiles restores the files of the stream: this goroutine reads and
+// decompresses the stream while writers create the files, so that file
+// system calls overlap with each other and with decompression.
 func (w *worker) readFiles(ctx context.Context) {
 	r := w.r
 	w.cache = newDirCache(r.t, r.tree.root, r.loc)
 	defer w.cache.close()
+	p := &pipe{jobs: make(chan *job, 64), tokens: make(chan struct{}, piecesInFlight), inFlight: map[uint64]bool{}}
+	p.bufs.New = func() any { b := make([]byte, stream.MaxDataPiece); return &b }
+	for range writersPerStream {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			fw := &worker{r: r, st: w.st, cache: newDirCache(r.t, r.tree.root, r.loc)}
+			defer fw.cache.close()
+			for j := range p.jobs {
+				fw.file(j, p)
+				p.mu.Lock()
+				delete(p.inFlight, j.f.Meta.Ino)
+				p.mu.Unlock()
+				p.inJobs.Done()
+			}
+		}()
+	}
+	defer p.wg.Wait()
+	defer close(p.jobs)
 	rd := w.st.r
 	e := w.pending
 	w.pending = nil
@@ -74,11 +131,12 @@ func (w *worker) readFiles(ctx context.Context) {
 		}
 		switch x := e.(type) {
 		case *stream.File:
-			if err := w.file(x); err != nil {
+			if err := w.dispatch(x, p); err != nil {
 				w.err = fmt.Errorf("%s: %w", w.st.name(), err)
 				return
 			}
 		case *stream.HardLink:
+			p.inJobs.Wait() // the file it names is complete
 			w.hardLink(x)
 		case *stream.Dir:
 			r.problem(r.tree.firstPath(x.Meta.Ino), x.Meta.Ino, "directory record after the directory section: ignored")
@@ -87,10 +145,9 @@ func (w *worker) readFiles(ctx context.Context) {
 	}
 }
 
-// file restores one non-directory inode under all its selected names.
-// The returned error is an I/O error on the stream (which ends the
-// worker); everything else is reported as a problem.
-func (w *worker) file(f *stream.File) error {
+// dispatch hands one file to the writers, then feeds them its data. The
+// returned error is an I/O error on the stream.
+func (w *worker) dispatch(f *stream.File, p *pipe) error {
 	r := w.r
 	ino := f.Meta.Ino
 	fn := r.tree.files[ino]
@@ -101,36 +158,103 @@ func (w *worker) file(f *stream.File) error {
 		if r.sel.all() && r.tree.dirs[ino] == nil {
 			r.problem("", ino, "no name in the directory section: not restored")
 		}
+		return nil // Next skips the data
+	}
+	if r.resuming && r.j.files[ino] {
+		if pfd, err := w.cache.open(fn.names[0].dir); err == nil && w.complete(pfd, fn.names[0].name, &f.Meta) {
+			w.links(fn, ino)
+			r.mu.Lock()
+			r.res.Resumed++
+			r.restored[ino] = savedFile{Ino: ino, Type: uint8(f.Meta.Type()), Size: f.Meta.Size}
+			r.mu.Unlock()
+			return nil
+		}
+	}
+	// Only a damaged or hostile stream has an inode twice; the later
+	// record must win, so it waits for the earlier one.
+	p.mu.Lock()
+	dup := p.inFlight[ino]
+	p.inFlight[ino] = true
+	p.mu.Unlock()
+	if dup {
+		p.inJobs.Wait()
+		p.mu.Lock()
+		p.inFlight[ino] = true
+		p.mu.Unlock()
+	}
+	j := &job{f: f, fn: fn}
+	regular := f.Meta.Type() == stream.TypeRegular
+	if regular {
+		j.pieces = make(chan piece, 8)
+	}
+	p.inJobs.Add(1)
+	p.jobs <- j
+	if !regular {
 		return nil
 	}
+	defer close(j.pieces)
+	for {
+		x, err := f.NextExtent()
+		if err == io.EOF {
+			return nil
+		}
+		var de *stream.DamageError
+		if errors.As(err, &de) {
+			continue
+		}
+		if err != nil {
+			j.ioErr = err
+			return err
+		}
+		for len(x.Data) > 0 {
+			p.tokens <- struct{}{}
+			b := p.bufs.Get().(*[]byte)
+			n := copy(*b, x.Data)
+			j.pieces <- piece{off: x.Offset, data: (*b)[:n], buf: b}
+			x.Data = x.Data[n:]
+			x.Offset += int64(n)
+		}
+	}
+}
+
+// drain releases the data of a job that is not written.
+func (j *job) drain(p *pipe) {
+	if j.pieces == nil {
+		return
+	}
+	for pc := range j.pieces {
+		p.bufs.Put(pc.buf)
+		<-p.tokens
+	}
+}
+
+// file restores one non-directory inode under all its selected names;
+// what goes wrong is reported as a problem.
+func (w *worker) file(j *job, p *pipe) {
+	defer j.drain(p)
+	r := w.r
+	f, fn := j.f, j.fn
+	ino := f.Meta.Ino
 	first := fn.names[0]
 	path := r.tree.filePath(first)
 	pfd, err := w.cache.open(first.dir)
 	if err != nil {
 		r.problem(path, ino, "not restored: %v", err)
-		return nil
-	}
-	if r.resuming && r.j.files[ino] && w.complete(pfd, first.name, &f.Meta) {
-		w.links(fn, ino)
-		r.mu.Lock()
-		r.res.Resumed++
-		r.restored[ino] = savedFile{Ino: ino, Type: uint8(f.Meta.Type()), Size: f.Meta.Size}
-		r.mu.Unlock()
-		return nil
+		return
 	}
 	var errs []error
 	m := &f.Meta
 	switch m.Type() {
 	case stream.TypeRegular:
-		var ioErr error
-		errs, ioErr = w.regular(pfd, first.name, f)
-		if ioErr != nil {
-			return ioErr
+		errs = w.regular(pfd, first.name, j, p)
+		if j.ioErr != nil {
+			r.problem(path, ino, "not restored: reading the stream: %v", j.ioErr)
+			return
 		}
 	case stream.TypeSymlink:
 		if err := symlinkAt(pfd, first.name, m.Symlink); err != nil {
 			r.problem(path, ino, "not restored: %v", err)
-			return nil
+			return
 		}
 		errs = r.t.setSpecialMeta(pfd, first.name, m, f.Xattrs)
 	case stream.TypeCharDev, stream.TypeBlockDev, stream.TypeFIFO, stream.TypeSocket:
@@ -138,12 +262,12 @@ func (w *worker) file(f *stream.File) error {
 			stream.TypeFIFO: unix.S_IFIFO, stream.TypeSocket: unix.S_IFSOCK}[m.Type()]
 		if err := mknodAt(pfd, first.name, typ|0o600, m.Rdev); err != nil {
 			r.problem(path, ino, "not restored: %v", err)
-			return nil
+			return
 		}
 		errs = r.t.setSpecialMeta(pfd, first.name, m, f.Xattrs)
 	default:
 		r.problem(path, ino, "not restored: unknown file type (mode %o)", m.Mode)
-		return nil
+		return
 	}
 	for _, err := range errs {
 		r.problem(path, ino, "%v", err)
@@ -160,7 +284,6 @@ func (w *worker) file(f *stream.File) error {
 	r.restored[ino] = savedFile{Ino: ino, Type: uint8(m.Type()), Size: m.Size}
 	r.mu.Unlock()
 	r.hook("file")
-	return nil
 }
 
 // complete checks a file an interrupted run journalled as complete.
@@ -180,31 +303,20 @@ func (w *worker) complete(pfd int, name string, m *stream.FileMeta) bool {
 
 // regular writes a regular file: data where the stream has data, holes
 // left as holes (never written), then the size, metadata and times.
-func (w *worker) regular(pfd int, name string, f *stream.File) (errs []error, ioErr error) {
+func (w *worker) regular(pfd int, name string, j *job, p *pipe) (errs []error) {
 	r := w.r
-	fd, err := createFile(pfd, name)
+	f := j.f
+	mode, final := r.t.createMode(&f.Meta, r.tree.dirs[j.fn.names[0].dir].fresh)
+	fd, err := createFile(pfd, name, mode)
 	if err != nil {
-		return []error{fmt.Errorf("not restored: %w", err)}, nil
+		return []error{fmt.Errorf("not restored: %w", err)}
 	}
 	defer unix.Close(fd)
 	var werr error
-	for {
-		x, err := f.NextExtent()
-		if err == io.EOF {
-			break
-		}
-		var de *stream.DamageError
-		if errors.As(err, &de) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if werr != nil {
-			continue // keep reading the stream past this file
-		}
-		data, off := x.Data, x.Offset
-		for len(data) > 0 {
+	var end int64 // end of the data written
+	for pc := range j.pieces {
+		data, off := pc.data, pc.off
+		for len(data) > 0 && werr == nil {
 			n, err := unix.Pwrite(fd, data, off)
 			if err != nil {
 				werr = fmt.Errorf("write at offset %d: %w", off, err)
@@ -218,15 +330,21 @@ func (w *worker) regular(pfd int, name string, f *stream.File) (errs []error, io
 			off += int64(n)
 			r.bytes.Add(int64(n))
 		}
+		end = max(end, off)
+		p.bufs.Put(pc.buf)
+		<-p.tokens
 	}
 	if werr != nil {
 		errs = append(errs, werr)
 	}
-	if err := unix.Ftruncate(fd, f.Meta.Size); err != nil {
-		errs = append(errs, fmt.Errorf("set size %d: %w", f.Meta.Size, err))
+	// Only a trailing hole needs the size set: truncating to the size the
+	// data already gives makes XFS flush the file when it is closed.
+	if end < f.Meta.Size {
+		if err := unix.Ftruncate(fd, f.Meta.Size); err != nil {
+			errs = append(errs, fmt.Errorf("set size %d: %w", f.Meta.Size, err))
+		}
 	}
-	errs = append(errs, r.t.setFdMeta(fd, &f.Meta, f.Xattrs)...)
-	return errs, nil
+	return append(errs, r.t.setFdMeta(fd, &f.Meta, f.Xattrs, final)...)
 }
 
 // links gives a restored file its other selected names.

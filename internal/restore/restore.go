@@ -96,7 +96,8 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("destination %s: %w", opts.Dest, err)
 	}
 	defer unix.Close(rootFd)
-	t := &target{root: rootFd, asRoot: os.Geteuid() == 0, uid: -1, gid: -1}
+	t := &target{root: rootFd, asRoot: os.Geteuid() == 0, uid: -1, gid: -1,
+		euid: os.Geteuid(), egid: os.Getegid(), umask: readUmask()}
 	switch opts.Owner {
 	case OwnerAuto:
 		t.chown = t.asRoot
@@ -476,7 +477,7 @@ func (r *run) dirMeta(fd int, d *dirNode) {
 	if r.saved != nil {
 		r.dropStaleXattrs(fd, d)
 	}
-	for _, err := range r.t.setFdMeta(fd, d.meta, d.xattrs) {
+	for _, err := range r.t.setFdMeta(fd, d.meta, d.xattrs, false) {
 		r.problem(p, d.ino, "%v", err)
 	}
 }

@@ -254,12 +254,14 @@ func (s *stateDir) saveProgress(p *progress) error {
 // killed process loses nothing the kernel already has (restored data is
 // not fsync'd either).
 type journal struct {
-	mu    sync.Mutex
-	f     *os.File
-	w     *bufio.Writer
-	err   error
-	files map[uint64]bool // files complete (from an earlier run)
-	marks map[string]bool // phases complete
+	mu      sync.Mutex
+	f       *os.File
+	w       *bufio.Writer
+	err     error
+	pending int
+	last    time.Time
+	files   map[uint64]bool // files complete (from an earlier run)
+	marks   map[string]bool // phases complete
 }
 
 const (
@@ -298,21 +300,26 @@ func (s *stateDir) openJournal(fresh bool) (*journal, error) {
 	return j, nil
 }
 
-func (j *journal) add(line string) {
+func (j *journal) add(line string, flush bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if _, err := j.w.WriteString(line + "\n"); err != nil && j.err == nil {
 		j.err = err
 	}
-	// One write per line: a killed process then loses nothing (a
-	// write(2) costs little next to restoring a file).
-	if err := j.w.Flush(); err != nil && j.err == nil {
-		j.err = err
+	// Lines go out in small batches: a killed process loses at most the
+	// last few, whose files a resumed restore then writes again.
+	j.pending++
+	if flush || j.pending >= 32 || time.Since(j.last) > 100*time.Millisecond {
+		if err := j.w.Flush(); err != nil && j.err == nil {
+			j.err = err
+		}
+		j.pending = 0
+		j.last = time.Now()
 	}
 }
 
-func (j *journal) fileDone(ino uint64) { j.add("F " + strconv.FormatUint(ino, 10)) }
-func (j *journal) mark(m string)       { j.add(m); j.marks[m] = true }
+func (j *journal) fileDone(ino uint64) { j.add("F "+strconv.FormatUint(ino, 10), false) }
+func (j *journal) mark(m string)       { j.add(m, true); j.marks[m] = true }
 
 func (j *journal) close() error {
 	j.mu.Lock()

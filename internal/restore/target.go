@@ -4,7 +4,9 @@ import (
 	"container/list"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -13,10 +15,40 @@ import (
 
 // target is the destination directory and the policies for writing to it.
 type target struct {
-	root     int  // descriptor of the destination directory
-	asRoot   bool // running with euid 0
-	chown    bool // restore owners
-	uid, gid int  // forced owner (-1: from the dump)
+	root       int  // descriptor of the destination directory
+	asRoot     bool // running with euid 0
+	chown      bool // restore owners
+	uid, gid   int  // forced owner (-1: from the dump)
+	euid, egid int  // who new files belong to
+	umask      int  // the process umask (-1: unknown)
+}
+
+// readUmask returns the process umask without changing it (-1 if unknown).
+func readUmask() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			if n, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+				return int(n)
+			}
+		}
+	}
+	return -1
+}
+
+// createMode is the mode to create a regular file with: its permissions
+// when the directory is fresh (made by this restore, so without a default
+// ACL or setgid bit) and the umask lets them through, so that fchmod can
+// be skipped; else owner-only until fchmod.
+func (t *target) createMode(m *stream.FileMeta, fresh bool) (mode uint32, final bool) {
+	perm := permBits(m.Mode)
+	if fresh && t.umask >= 0 && perm&^0o777 == 0 && perm&uint32(t.umask) == 0 {
+		return perm, true
+	}
+	return 0o600, false
 }
 
 const dirFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
@@ -148,29 +180,30 @@ func clearName(pfd int, name string) error {
 	return fmt.Errorf("remove existing entry: %w", err)
 }
 
-// mkdirAt makes sure name in pfd is a directory (mode 0700 while restoring).
-func mkdirAt(pfd int, name string) error {
-	err := unix.Mkdirat(pfd, name, 0o700)
+// mkdirAt makes sure name in pfd is a directory (mode 0700 while
+// restoring); created tells whether this call made it.
+func mkdirAt(pfd int, name string) (created bool, err error) {
+	err = unix.Mkdirat(pfd, name, 0o700)
 	if err != unix.EEXIST {
 		if err != nil {
-			return fmt.Errorf("mkdir: %w", err)
+			return false, fmt.Errorf("mkdir: %w", err)
 		}
-		return nil
+		return true, nil
 	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("mkdir: %w", err)
+		return false, fmt.Errorf("mkdir: %w", err)
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return nil
+		return false, nil
 	}
 	if err := clearName(pfd, name); err != nil {
-		return err
+		return false, err
 	}
 	if err := unix.Mkdirat(pfd, name, 0o700); err != nil {
-		return fmt.Errorf("mkdir: %w", err)
+		return false, fmt.Errorf("mkdir: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
 // retryExist runs create, and once more after clearing the name if it
@@ -189,10 +222,10 @@ func retryExist(pfd int, name string, create func() error) error {
 // createFile creates an empty regular file, never through a symlink and
 // never reusing an existing inode (which could be a hard link to a file
 // outside the destination).
-func createFile(pfd int, name string) (int, error) {
+func createFile(pfd int, name string, mode uint32) (int, error) {
 	var fd int
 	err := retryExist(pfd, name, func() (err error) {
-		fd, err = unix.Openat(pfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		fd, err = unix.Openat(pfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
 		return err
 	})
 	if err != nil {
@@ -320,17 +353,28 @@ func permBits(mode uint32) uint32 { return mode & 0o7777 }
 
 // setFdMeta sets owner, xattrs, mode and times of an open regular file or
 // directory. Owner goes first (chown clears setuid bits and file
-// capabilities), times last.
-func (t *target) setFdMeta(fd int, m *stream.FileMeta, xs []stream.Xattr) []error {
+// capabilities), times last. With modeSet, the file was created with its
+// final mode in a fresh directory: mode and owner are only changed where
+// they differ.
+func (t *target) setFdMeta(fd int, m *stream.FileMeta, xs []stream.Xattr, modeSet bool) []error {
 	var errs []error
-	if uid, gid, ok := t.owner(m); ok {
+	if uid, gid, ok := t.owner(m); ok && !(modeSet && (uid == -1 || uid == t.euid) && (gid == -1 || gid == t.egid)) {
 		if err := unix.Fchown(fd, uid, gid); err != nil {
 			errs = append(errs, fmt.Errorf("owner %d:%d: %w", uid, gid, err))
 		}
 	}
 	errs = append(errs, setXattrs(xs, func(n string, v []byte) error { return unix.Fsetxattr(fd, n, v, 0) })...)
-	if err := unix.Fchmod(fd, permBits(m.Mode)); err != nil {
-		errs = append(errs, fmt.Errorf("mode %o: %w", permBits(m.Mode), err))
+	if modeSet {
+		for i := range xs {
+			if xs[i].Namespace == stream.XattrRoot {
+				modeSet = false // setting an ACL changes the mode
+			}
+		}
+	}
+	if !modeSet {
+		if err := unix.Fchmod(fd, permBits(m.Mode)); err != nil {
+			errs = append(errs, fmt.Errorf("mode %o: %w", permBits(m.Mode), err))
+		}
 	}
 	if err := futimens(fd, timespecs(m)); err != nil {
 		errs = append(errs, fmt.Errorf("times: %w", err))

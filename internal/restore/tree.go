@@ -109,6 +109,7 @@ type dirNode struct {
 	meta        *stream.FileMeta // nil: known only from the state (no metadata)
 	xattrs      []stream.Xattr
 	inside      bool // selected: its entries are restored
+	fresh       bool // made by this restore: no default ACL, no setgid bit yet
 }
 
 // fileNode is a non-directory inode of the tree.
