@@ -118,7 +118,7 @@ func (c *checker) checkForks(ip *xfs.Inode) error {
 			blocks++
 			agno, agbno := sb.FSBToAG(fsb)
 			if agno < sb.AGCount {
-				c.claim(agno, use{start: agbno, length: 1, kind: ownBmbt, ino: ip.Ino})
+				c.claim(agno, use{start: agbno, length: 1, kind: ownBmbt, ino: ip.Ino, attrFork: attr})
 			}
 		})
 		if err != nil {

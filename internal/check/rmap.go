@@ -58,7 +58,7 @@ func rmapOf(u use) (rmapKey, bool) {
 	case ownAttr:
 		k.owner, k.offset, k.attr = u.ino, u.offset, true
 	case ownBmbt:
-		k.owner, k.bmbt = u.ino, true
+		k.owner, k.bmbt, k.attr = u.ino, true, u.attrFork
 	}
 	return k, true
 }

@@ -41,6 +41,7 @@ type use struct {
 	ino           uint64 // for data/attr/bmbt
 	offset        uint64 // file offset in blocks, for data/attr
 	unwritten     bool   // data extent is unwritten (preallocated)
+	attrFork      bool   // bmbt block of the attribute fork
 }
 
 func (u use) describe() string {

@@ -71,20 +71,6 @@ func requireCheckClean(t *testing.T, img string) {
 	if err != nil {
 		t.Fatalf("check: %v", err)
 	}
-	// check (as of 2a3b223) files attr-fork bmbt blocks as data fork
-	// bmbt blocks when comparing with the rmapbt, while the kernel and
-	// xfs_repair flag them as attr fork blocks (xfs_rmap_ino_bmbt_owner).
-	known := 0
-	for _, f := range r.Findings() {
-		if f.Structure == "rmapbt" && strings.HasPrefix(f.Message, "reverse mapping differs from what is on disk:") &&
-			strings.HasSuffix(f.Message, " bmbt") {
-			known++
-		}
-	}
-	if known > 0 && known == r.Total() {
-		t.Logf("check: ignoring %d findings about attr fork bmbt blocks (a check bug)", known)
-		return
-	}
 	if !r.Clean() {
 		var b strings.Builder
 		r.WriteText(&b)
