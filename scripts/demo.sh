@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Demo: build the tools, make a populated XFS image and check it offline.
-# With xfskit's own `mkfs -p` (no root needed) when it can populate; until
-# then with mkfs.xfs and a kernel loop mount (needs root).
+# Demo: build the tools, make a populated XFS image with xfskit's own
+# `mkfs -p` (no root, no mount) and check it offline. If mkfs -p fails the
+# demo falls back to mkfs.xfs and a kernel loop mount (needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh >/dev/null
@@ -13,7 +13,7 @@ src=$(go env GOROOT)/src/net
 if bin/mkfs -q -f -d size=512m -p "$src" "$img" 2>/dev/null; then
   echo "demo: made $img with xfskit mkfs -p $src"
 else
-  echo "demo: xfskit mkfs -p not available yet; using mkfs.xfs + a loop mount"
+  echo "demo: xfskit mkfs -p failed; using mkfs.xfs + a loop mount"
   truncate -s 512m "$img"
   mkfs.xfs -q -f "$img"
   mkdir "$work/mnt"
