@@ -49,21 +49,35 @@ func (w *worker) readDirs() {
 	w.dirsClean = len(rd.Damage()) == 0 && (w.pending != nil || rd.Complete())
 }
 
-// Pipeline sizes: file writers per stream, and the file data that may be
-// in flight between the stream reader and the writers.
+// Pipeline sizes: file writers (shared out among the streams; more
+// writers than CPUs, since they mostly wait for the filesystem), and the
+// file data that may be in flight between a stream reader and its writers.
 const (
-	writersPerStream = 4
+	writers = 8
 	piecesInFlight   = 32 // of at most stream.MaxDataPiece bytes each
+	// Files up to smallFile bytes travel with their data in batches of up
+	// to batchJobs files and batchBytes bytes: one hand-over per batch.
+	smallFile  = 64 << 10
+	batchJobs  = 64
+	batchBytes = 1 << 20
 )
 
-// job is one file handed from the stream reader to a writer. For a
-// regular file the reader sends its data on pieces (copies) and closes it;
-// the writer must read pieces to the end.
+// job is one file handed from the stream reader to a writer. A small
+// regular file carries its data inline; for a large one the reader sends
+// its data on pieces (copies) and closes it, and the writer must read
+// pieces to the end.
 type job struct {
 	f      *stream.File
 	fn     *fileNode
+	inline []piece // small files: data (in the batch's buffer)
 	pieces chan piece
 	ioErr  error // set before pieces is closed: the stream failed
+}
+
+// batch is what one hand-over to a writer carries.
+type batch struct {
+	jobs []*job
+	buf  []byte
 }
 
 type piece struct {
@@ -74,9 +88,11 @@ type piece struct {
 
 // pipe is what the reader and writers of one stream share.
 type pipe struct {
-	jobs   chan *job
+	jobs   chan *batch
+	cur    *batch // being filled by the reader
 	tokens chan struct{}
-	bufs   sync.Pool
+	bufs   sync.Pool      // data pieces of large files
+	bbufs  sync.Pool      // batch buffers
 	wg     sync.WaitGroup // writers
 	inJobs sync.WaitGroup // jobs not finished
 
@@ -91,25 +107,32 @@ func (w *worker) readFiles(ctx context.Context) {
 	r := w.r
 	w.cache = newDirCache(r.t, r.tree.root, r.loc)
 	defer w.cache.close()
-	p := &pipe{jobs: make(chan *job, 64), tokens: make(chan struct{}, piecesInFlight), inFlight: map[uint64]bool{}}
+	p := &pipe{jobs: make(chan *batch, 8), tokens: make(chan struct{}, piecesInFlight), inFlight: map[uint64]bool{}}
 	p.bufs.New = func() any { b := make([]byte, stream.MaxDataPiece); return &b }
-	for range writersPerStream {
+	for range max(2, writers/len(r.ss.streams)) {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
 			fw := &worker{r: r, st: w.st, cache: newDirCache(r.t, r.tree.root, r.loc)}
 			defer fw.cache.close()
-			for j := range p.jobs {
-				fw.file(j, p)
-				p.mu.Lock()
-				delete(p.inFlight, j.f.Meta.Ino)
-				p.mu.Unlock()
-				p.inJobs.Done()
+			for b := range p.jobs {
+				for _, j := range b.jobs {
+					fw.file(j, p)
+					p.mu.Lock()
+					delete(p.inFlight, j.f.Meta.Ino)
+					p.mu.Unlock()
+					p.inJobs.Done()
+				}
+				if b.buf != nil {
+					buf := b.buf[:0]
+					p.bbufs.Put(&buf)
+				}
 			}
 		}()
 	}
 	defer p.wg.Wait()
 	defer close(p.jobs)
+	defer p.flush()
 	rd := w.st.r
 	e := w.pending
 	w.pending = nil
@@ -136,6 +159,7 @@ func (w *worker) readFiles(ctx context.Context) {
 				return
 			}
 		case *stream.HardLink:
+			p.flush()
 			p.inJobs.Wait() // the file it names is complete
 			w.hardLink(x)
 		case *stream.Dir:
@@ -177,21 +201,24 @@ func (w *worker) dispatch(f *stream.File, p *pipe) error {
 	p.inFlight[ino] = true
 	p.mu.Unlock()
 	if dup {
+		p.flush()
 		p.inJobs.Wait()
 		p.mu.Lock()
 		p.inFlight[ino] = true
 		p.mu.Unlock()
 	}
 	j := &job{f: f, fn: fn}
-	regular := f.Meta.Type() == stream.TypeRegular
-	if regular {
-		j.pieces = make(chan piece, 8)
-	}
 	p.inJobs.Add(1)
-	p.jobs <- j
-	if !regular {
+	if f.Meta.Type() != stream.TypeRegular {
+		p.add(j, 0)
 		return nil
 	}
+	if f.Meta.Size <= smallFile {
+		return p.addSmall(j)
+	}
+	p.flush()
+	j.pieces = make(chan piece, 8)
+	p.jobs <- &batch{jobs: []*job{j}}
 	defer close(j.pieces)
 	for {
 		x, err := f.NextExtent()
@@ -215,6 +242,64 @@ func (w *worker) dispatch(f *stream.File, p *pipe) error {
 			x.Offset += int64(n)
 		}
 	}
+}
+
+// add puts a job into the batch being filled (n: its inline data bytes).
+func (p *pipe) add(j *job, n int) {
+	if p.cur == nil {
+		p.cur = &batch{}
+	}
+	p.cur.jobs = append(p.cur.jobs, j)
+	if len(p.cur.jobs) >= batchJobs || len(p.cur.buf)+n >= batchBytes {
+		p.flush()
+	}
+}
+
+// flush hands the batch being filled to the writers.
+func (p *pipe) flush() {
+	if p.cur != nil && len(p.cur.jobs) > 0 {
+		p.jobs <- p.cur
+	}
+	p.cur = nil
+}
+
+// addSmall reads a small file's data into the batch buffer.
+func (p *pipe) addSmall(j *job) error {
+	if p.cur == nil {
+		p.cur = &batch{}
+	}
+	if p.cur.buf == nil {
+		if b, ok := p.bbufs.Get().(*[]byte); ok {
+			p.cur.buf = *b
+		} else {
+			p.cur.buf = make([]byte, 0, batchBytes+smallFile)
+		}
+	}
+	b := p.cur
+	for {
+		x, err := j.f.NextExtent()
+		if err == io.EOF {
+			break
+		}
+		var de *stream.DamageError
+		if errors.As(err, &de) {
+			continue
+		}
+		if err != nil {
+			j.ioErr = err
+			b.jobs = append(b.jobs, j)
+			return err
+		}
+		start := len(b.buf)
+		b.buf = append(b.buf, x.Data...)
+		j.inline = append(j.inline, piece{off: x.Offset, data: b.buf[start:len(b.buf):len(b.buf)]})
+	}
+	var n int
+	for _, pc := range j.inline {
+		n += len(pc.data)
+	}
+	p.add(j, n)
+	return nil
 }
 
 // drain releases the data of a job that is not written.
@@ -314,7 +399,7 @@ func (w *worker) regular(pfd int, name string, j *job, p *pipe) (errs []error) {
 	defer unix.Close(fd)
 	var werr error
 	var end int64 // end of the data written
-	for pc := range j.pieces {
+	write := func(pc piece) {
 		data, off := pc.data, pc.off
 		for len(data) > 0 && werr == nil {
 			n, err := unix.Pwrite(fd, data, off)
@@ -331,8 +416,16 @@ func (w *worker) regular(pfd int, name string, j *job, p *pipe) (errs []error) {
 			r.bytes.Add(int64(n))
 		}
 		end = max(end, off)
-		p.bufs.Put(pc.buf)
-		<-p.tokens
+	}
+	for _, pc := range j.inline {
+		write(pc)
+	}
+	if j.pieces != nil {
+		for pc := range j.pieces {
+			write(pc)
+			p.bufs.Put(pc.buf)
+			<-p.tokens
+		}
 	}
 	if werr != nil {
 		errs = append(errs, werr)
