@@ -53,8 +53,8 @@ func (w *worker) readDirs() {
 // writers than CPUs, since they mostly wait for the filesystem), and the
 // file data that may be in flight between a stream reader and its writers.
 const (
-	writers = 8
-	piecesInFlight   = 32 // of at most stream.MaxDataPiece bytes each
+	writers        = 8
+	piecesInFlight = 32 // of at most stream.MaxDataPiece bytes each
 	// Files up to smallFile bytes travel with their data in batches of up
 	// to batchJobs files and batchBytes bytes: one hand-over per batch.
 	smallFile  = 64 << 10
