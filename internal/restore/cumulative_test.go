@@ -107,6 +107,7 @@ func (c *chain) step0() {
 	b.write("d1/hl1", []byte("hard"))
 	b.must(os.Link(b.p("d1/hl1"), b.p("d2/hl2")))
 	b.must(unix.Lsetxattr(b.p("d2"), "user.gone", []byte("soon"), 0))
+	b.must(unix.Lsetxattr(b.p("d2"), "system.posix_acl_default", testACL, 0))
 	b.must(os.Symlink("d1/f1", b.p("sym")))
 }
 
@@ -136,6 +137,16 @@ func (c *chain) step1() {
 	b.must(os.Remove(b.p("d1/hl1")))
 	b.must(unix.Lsetxattr(b.p("d1"), "user.x", []byte("new attr"), 0))
 	b.must(unix.Lremovexattr(b.p("d2"), "user.gone"))
+	// New entries of d2 inherit its default ACL; these two lose it again,
+	// so the restore must not leave the inherited one on them.
+	b.write("d2/no-acl", []byte("no acl"))
+	b.must(unix.Mkfifo(b.p("d2/fifo-no-acl"), 0o600))
+	b.mkdir("d2/dir-no-acl", 0o755)
+	for _, p := range []string{"d2/no-acl", "d2/fifo-no-acl", "d2/dir-no-acl"} {
+		b.must(unix.Lremovexattr(b.p(p), "system.posix_acl_access"))
+	}
+	b.must(unix.Lremovexattr(b.p("d2/dir-no-acl"), "system.posix_acl_default"))
+	b.write("d2/with-acl", []byte("inherited"))
 }
 
 func (c *chain) step2() {

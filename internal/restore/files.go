@@ -341,7 +341,7 @@ func (w *worker) file(j *job, p *pipe) {
 			r.problem(path, ino, "not restored: %v", err)
 			return
 		}
-		errs = r.t.setSpecialMeta(pfd, first.name, m, f.Xattrs)
+		errs = r.t.setSpecialMeta(pfd, first.name, m, f.Xattrs, true)
 	case stream.TypeCharDev, stream.TypeBlockDev, stream.TypeFIFO, stream.TypeSocket:
 		typ := map[stream.FileType]uint32{stream.TypeCharDev: unix.S_IFCHR, stream.TypeBlockDev: unix.S_IFBLK,
 			stream.TypeFIFO: unix.S_IFIFO, stream.TypeSocket: unix.S_IFSOCK}[m.Type()]
@@ -349,7 +349,7 @@ func (w *worker) file(j *job, p *pipe) {
 			r.problem(path, ino, "not restored: %v", err)
 			return
 		}
-		errs = r.t.setSpecialMeta(pfd, first.name, m, f.Xattrs)
+		errs = r.t.setSpecialMeta(pfd, first.name, m, f.Xattrs, r.tree.dirs[first.dir].fresh)
 	default:
 		r.problem(path, ino, "not restored: unknown file type (mode %o)", m.Mode)
 		return
@@ -391,12 +391,18 @@ func (w *worker) complete(pfd int, name string, m *stream.FileMeta) bool {
 func (w *worker) regular(pfd int, name string, j *job, p *pipe) (errs []error) {
 	r := w.r
 	f := j.f
-	mode, final := r.t.createMode(&f.Meta, r.tree.dirs[j.fn.names[0].dir].fresh)
+	fresh := r.tree.dirs[j.fn.names[0].dir].fresh
+	mode, final := r.t.createMode(&f.Meta, fresh)
 	fd, err := createFile(pfd, name, mode)
 	if err != nil {
 		return []error{fmt.Errorf("not restored: %w", err)}
 	}
 	defer unix.Close(fd)
+	if !fresh {
+		if err := inheritedACL(f.Xattrs, func(n string) error { return unix.Fremovexattr(fd, n) }); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	var werr error
 	var end int64 // end of the data written
 	write := func(pc piece) {

@@ -339,6 +339,10 @@ func pattern(seed, n int) []byte {
 	return out
 }
 
+// testACL has a named user entry, so that files inherit it as an access ACL.
+var testACL = treecmp.ACLXattr([]treecmp.ACLEntry{{Tag: 1, Perm: 6, ID: 0xffffffff}, {Tag: 2, Perm: 4, ID: 1000},
+	{Tag: 4, Perm: 4, ID: 0xffffffff}, {Tag: 0x10, Perm: 4, ID: 0xffffffff}, {Tag: 0x20, Perm: 0, ID: 0xffffffff}})
+
 // fullTree makes a tree with every file type and the metadata restore must
 // keep. Directory times are set last.
 func fullTree(t testing.TB, root string) {
@@ -383,8 +387,7 @@ func fullTree(t testing.TB, root string) {
 		{"trusted.secret", []byte("t")}, {"security.label", []byte("s\x00bin")}} {
 		b.must(unix.Lsetxattr(b.p("xattrs"), x.name, x.v, 0))
 	}
-	acl := treecmp.ACLXattr([]treecmp.ACLEntry{{Tag: 1, Perm: 6, ID: 0xffffffff}, {Tag: 2, Perm: 4, ID: 1000},
-		{Tag: 4, Perm: 4, ID: 0xffffffff}, {Tag: 0x10, Perm: 4, ID: 0xffffffff}, {Tag: 0x20, Perm: 0, ID: 0xffffffff}})
+	acl := testACL
 	b.must(unix.Lsetxattr(b.p("xattrs"), "system.posix_acl_access", acl, 0))
 	b.must(unix.Lsetxattr(b.p("a"), "system.posix_acl_default", acl, 0))
 	b.must(unix.Lsetxattr(b.p("a"), "user.dir", []byte("on a dir"), 0))

@@ -474,8 +474,12 @@ func (r *run) dirMeta(fd int, d *dirNode) {
 	if p == "" {
 		p = "."
 	}
-	if r.saved != nil {
-		r.dropStaleXattrs(fd, d)
+	switch {
+	case r.saved != nil:
+		r.dropStaleXattrs(fd, d, false)
+	case !d.fresh:
+		// A directory that was there, or inherited a default ACL.
+		r.dropStaleXattrs(fd, d, true)
 	}
 	for _, err := range r.t.setFdMeta(fd, d.meta, d.xattrs, false) {
 		r.problem(p, d.ino, "%v", err)
@@ -483,9 +487,10 @@ func (r *run) dirMeta(fd int, d *dirNode) {
 }
 
 // dropStaleXattrs removes attributes an earlier session restored on a
-// directory that this session no longer has. security.* is left alone:
-// an LSM may set it on its own.
-func (r *run) dropStaleXattrs(fd int, d *dirNode) {
+// directory that this session no longer has (only POSIX ACLs, which a new
+// directory may inherit, with aclOnly). security.* is left alone: an LSM
+// may set it on its own.
+func (r *run) dropStaleXattrs(fd int, d *dirNode, aclOnly bool) {
 	want := map[string]bool{}
 	for i := range d.xattrs {
 		if n, err := xattrName(&d.xattrs[i]); err == nil {
@@ -501,7 +506,8 @@ func (r *run) dropStaleXattrs(fd int, d *dirNode) {
 		if want[name] {
 			continue
 		}
-		if hasPrefix(name, "user.") || hasPrefix(name, "trusted.") || name == "system.posix_acl_access" || name == "system.posix_acl_default" {
+		acl := name == "system.posix_acl_access" || name == "system.posix_acl_default"
+		if acl || (!aclOnly && (hasPrefix(name, "user.") || hasPrefix(name, "trusted."))) {
 			unix.Fremovexattr(fd, name)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"xfskit/internal/oracle"
 	"xfskit/internal/stream"
 )
@@ -163,4 +165,23 @@ func TestTOC(t *testing.T) {
 	if seen != 9 { // a, a/small, a/empty, a/abs-link, a/b, a/b/c, a/b/c/deep, a/b/dangling, a/b/hard1
 		t.Errorf("%d entries under a", seen)
 	}
+}
+
+// A destination whose root has a default ACL: restored files and
+// directories must not keep what they inherit from it.
+func TestDestWithDefaultACL(t *testing.T) {
+	oracle.Require(t, oracle.Root)
+	tmp := t.TempDir()
+	src, out, dest := filepath.Join(tmp, "src"), filepath.Join(tmp, "out"), filepath.Join(tmp, "dest")
+	os.Mkdir(src, 0o755)
+	os.Mkdir(out, 0o755)
+	os.Mkdir(dest, 0o755)
+	fullTree(t, src)
+	if err := unix.Setxattr(dest, "system.posix_acl_default", testACL, 0); err != nil {
+		t.Fatal(err)
+	}
+	d := dumpDir(t, src, out, dumpOpts{})
+	requireOK(t, runRestore(t, Options{Sources: d.files, Dest: dest}))
+	checkTimes(t, dest, d.meta)
+	sameTree(t, src, dest)
 }

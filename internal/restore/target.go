@@ -351,6 +351,28 @@ func timespecs(m *stream.FileMeta) []unix.Timespec {
 // permBits are the mode bits chmod sets.
 func permBits(mode uint32) uint32 { return mode & 0o7777 }
 
+// hasACL reports whether xs holds the named POSIX ACL.
+func hasACL(xs []stream.Xattr, name string) bool {
+	for i := range xs {
+		if xs[i].Namespace == stream.XattrRoot && xs[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// inheritedACL removes an access ACL a new file inherited from a default
+// ACL of its directory when the dumped file has none.
+func inheritedACL(xs []stream.Xattr, remove func(string) error) error {
+	if hasACL(xs, "posix_acl_access") {
+		return nil
+	}
+	if err := remove("system.posix_acl_access"); err != nil && err != unix.ENODATA && err != unix.EOPNOTSUPP {
+		return fmt.Errorf("inherited ACL not removed: %w", err)
+	}
+	return nil
+}
+
 // setFdMeta sets owner, xattrs, mode and times of an open regular file or
 // directory. Owner goes first (chown clears setuid bits and file
 // capabilities), times last. With modeSet, the file was created with its
@@ -404,9 +426,16 @@ func (t *target) setNameMeta(pfd int, name string, m *stream.FileMeta) []error {
 	return errs
 }
 
-// setSpecialMeta finishes a symlink, device node, fifo or socket.
-func (t *target) setSpecialMeta(pfd int, name string, m *stream.FileMeta, xs []stream.Xattr) []error {
+// setSpecialMeta finishes a symlink, device node, fifo or socket; fresh
+// tells that its directory cannot have a default ACL.
+func (t *target) setSpecialMeta(pfd int, name string, m *stream.FileMeta, xs []stream.Xattr, fresh bool) []error {
 	errs := t.setNameMeta(pfd, name, m)
+	if !fresh && m.Type() != stream.TypeSymlink {
+		p := procPath(pfd, name)
+		if err := inheritedACL(xs, func(n string) error { return unix.Lremovexattr(p, n) }); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(xs) > 0 {
 		// lsetxattr does not follow the last component; the directory is
 		// reached through its descriptor's magic link.
