@@ -351,6 +351,9 @@ func (r *run) apply(ctx context.Context) (*savedState, error) {
 		return nil, fmt.Errorf("session %s: %w", uuidString(ss.id), err)
 	}
 	r.tree = tr
+	for _, p := range tr.unmatched(r.sel) {
+		r.problem(p, 0, "not in the dump (-s)")
+	}
 	for ino, p := range tr.lostDirs {
 		if tr.dirs[ino] == nil {
 			r.problem(p, ino, "directory missing from the directory section (damaged stream?): it and its contents are not restored")

@@ -100,6 +100,10 @@ func TestSubtreeSelection(t *testing.T) {
 	if _, err := Restore(t.Context(), Options{Sources: d.files, Dest: dest, Subtrees: []string{"../x"}}); err == nil {
 		t.Error("-s ../x accepted")
 	}
+	res := runRestore(t, Options{Sources: d.files, Dest: filepath.Join(tmp, "dest2"), Subtrees: []string{"a/small", "no/such"}})
+	if len(res.Problems) != 1 || res.Problems[0].Path != "no/such" || res.Files != 1 {
+		t.Errorf("-s a/small -s no/such: files %d, problems %v", res.Files, res.Problems)
+	}
 }
 
 func sortStrings(s []string) []string {

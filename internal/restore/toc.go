@@ -87,6 +87,9 @@ func toc(ctx context.Context, opts Options, sel *selection, sessions []*sessionI
 		if err != nil {
 			return fmt.Errorf("session %s: %w", info.ID, err)
 		}
+		for _, p := range tr.unmatched(sel) {
+			res.Problems = append(res.Problems, Problem{Path: p, Reason: "not in the dump (-s)"})
+		}
 		var mu sync.Mutex
 		for _, d := range tr.order {
 			if d.meta != nil && (d.inside || d.path == "") && (d.path != "" || sel.all()) {

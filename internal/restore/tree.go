@@ -252,3 +252,26 @@ func buildTree(dirs map[uint64]*stream.Dir, synthetic map[uint64]bool, sel *sele
 	}
 	return t, nil
 }
+
+// unmatched returns the selected paths that name nothing in the tree.
+func (t *tree) unmatched(sel *selection) []string {
+	if sel.all() {
+		return nil
+	}
+	have := map[string]bool{}
+	for _, d := range t.order {
+		have[d.path] = true
+	}
+	for _, f := range t.files {
+		for _, n := range f.names {
+			have[t.filePath(n)] = true
+		}
+	}
+	var out []string
+	for _, p := range sel.paths {
+		if !have[p] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
