@@ -37,14 +37,16 @@ mount -t xfs -o loop,ro,nouuid "$img" "$mnt"
 mountpoint -q "$mnt" || { echo "dump.sh: $mnt is not mounted" >&2; exit 1; }
 
 now() { date +%s.%N; }
-# run NAME CMD...: runs CMD then sync, prints the seconds taken.
+# run CMD...: runs CMD then sync; prints the seconds taken and the CPU
+# seconds (user+system) the command used, which a busy machine inflates
+# less than wall time.
 run() {
 	local t0 t1
 	t0=$(now)
-	"$@" >/dev/null 2>"$work/last.log" || { cat "$work/last.log" >&2; exit 1; }
+	/usr/bin/time -f "%U %S" -o "$work/cpu" "$@" >/dev/null 2>"$work/last.log" || { cat "$work/last.log" >&2; exit 1; }
 	sync
 	t1=$(now)
-	echo "$t1 - $t0" | bc
+	echo "$(echo "$t1 - $t0" | bc) $(awk '{print $1 + $2}' "$work/cpu")"
 }
 ours() { # ours COMPRESSION
 	rm -f "$work/ours.$1"
@@ -59,21 +61,24 @@ echo "warm-up round (untimed)"
 ours zstd >/dev/null
 ours none >/dev/null
 theirs >/dev/null
-z=() n=() x=()
+z=() n=() x=() cz=() cn=() cx=()
 for r in $(seq 1 "$rounds"); do
-	z+=("$(ours zstd)")
-	n+=("$(ours none)")
-	x+=("$(theirs)")
-	printf 'round %d: dump -z zstd %.2fs  dump -z none %.2fs  xfsdump %.2fs\n' "$r" "${z[-1]}" "${n[-1]}" "${x[-1]}"
+	read -r w c <<<"$(ours zstd)"; z+=("$w"); cz+=("$c")
+	read -r w c <<<"$(ours none)"; n+=("$w"); cn+=("$c")
+	read -r w c <<<"$(theirs)"; x+=("$w"); cx+=("$c")
+	printf 'round %d: dump -z zstd %.2fs (cpu %.2fs)  dump -z none %.2fs (cpu %.2fs)  xfsdump %.2fs (cpu %.2fs)\n' \
+		"$r" "${z[-1]}" "${cz[-1]}" "${n[-1]}" "${cn[-1]}" "${x[-1]}" "${cx[-1]}"
 done
 best() { printf '%s\n' "$@" | sort -n | head -1; }
 bz=$(best "${z[@]}") bn=$(best "${n[@]}") bx=$(best "${x[@]}")
+ccz=$(best "${cz[@]}") ccn=$(best "${cn[@]}") ccx=$(best "${cx[@]}")
 size() { stat -c %s "$1"; }
 counts=$(xfs_db -r -c 'sb 0' -c 'p icount ifree' "$img")
 inodes=$(($(awk '$1 == "icount" {print $3}' <<<"$counts") - $(awk '$1 == "ifree" {print $3}' <<<"$counts")))
 echo "image: $img ($inodes inodes in use, $(du -h "$img" | cut -f1) allocated); $(nproc) CPUs"
 printf 'best of %d: dump -z zstd %.2fs, dump -z none %.2fs, xfsdump -l 0 %.2fs\n' "$rounds" "$bz" "$bn" "$bx"
 printf 'speed-up over xfsdump: zstd %.2fx, none %.2fx\n' "$(echo "$bx / $bz" | bc -l)" "$(echo "$bx / $bn" | bc -l)"
+printf 'least CPU (user+system): dump -z zstd %.2fs, dump -z none %.2fs, xfsdump %.2fs\n' "$ccz" "$ccn" "$ccx"
 printf 'stream sizes: dump -z zstd %d bytes, dump -z none %d bytes, xfsdump %d bytes (zstd/xfsdump %.3f)\n' \
 	"$(size "$work/ours.zstd")" "$(size "$work/ours.none")" "$(size "$work/xfsdump.out")" \
 	"$(echo "$(size "$work/ours.zstd") / $(size "$work/xfsdump.out")" | bc -l)"

@@ -358,10 +358,11 @@ func (d *dumper) saveCheckpoints(runs []*streamRun) {
 	}
 }
 
-// workers is the number of compression goroutines per stream.
+// workers is the number of compression goroutines per stream: the CPUs
+// shared among the streams (compression is what bounds a zstd dump).
 func (d *dumper) workers(streams int) int {
 	if d.opts.Concurrency > 0 {
 		return d.opts.Concurrency
 	}
-	return max(1, min(4, runtime.GOMAXPROCS(0)/streams))
+	return max(1, min(16, runtime.GOMAXPROCS(0)/streams))
 }
