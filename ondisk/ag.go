@@ -374,12 +374,7 @@ func (a *AGI) Verify(buf []byte, agno uint32, sb *Superblock) error {
 	}
 	first, last := AGInoRange(sb, agno)
 	okIno := func(v uint32) bool { return v == NullAGIno || v >= first && v <= last }
-	if !okIno(a.NewIno) {
-		return c("newino", "AG inode %d outside %d..%d", a.NewIno, first, last)
-	}
-	if !okIno(a.DirIno) {
-		return c("dirino", "AG inode %d outside %d..%d", a.DirIno, first, last)
-	}
+	// newino and dirino are hints the kernel and xfs_repair ignore.
 	for i, v := range a.Unlinked {
 		if !okIno(v) {
 			return c(fmt.Sprintf("unlinked[%d]", i), "AG inode %d outside %d..%d", v, first, last)

@@ -14,7 +14,7 @@ const (
 	BmbtBlockBits   = 52
 	BmbtLengthBits  = 21
 	MaxExtLen       = 1<<BmbtLengthBits - 1 // XFS_MAX_BMBT_EXTLEN
-	MaxFileOff      = 1<<BmbtOffsetBits - 1 + MaxExtLen
+	MaxFileOff      = 1<<BmbtOffsetBits - 1 // XFS_MAX_FILEOFF: no extent may end past it
 	bmbtOffsetMask  = 1<<BmbtOffsetBits - 1
 	bmbtLengthMask  = 1<<BmbtLengthBits - 1
 	bmbtBlockHiMask = 1<<9 - 1 // startblock bits held in l0

@@ -153,6 +153,7 @@ func TestExtentProblem(t *testing.T) {
 		{ondisk.Extent{Offset: 0, StartBlock: 3<<14 | 11000, Length: 10}, false}, // past the short last AG
 		{ondisk.Extent{Offset: 0, StartBlock: 4 << 14, Length: 1}, false},
 		{ondisk.Extent{Offset: 0, StartBlock: 1 << 46, Length: 1}, false}, // AG number wraps 32 bits
+		{ondisk.Extent{Offset: ondisk.MaxFileOff - 1, StartBlock: 100, Length: 1}, true},
 		{ondisk.Extent{Offset: ondisk.MaxFileOff, StartBlock: 100, Length: 1}, false},
 	} {
 		if p := sb.ExtentProblem(c.e); (p == "") != c.ok {

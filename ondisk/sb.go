@@ -398,9 +398,6 @@ func (s *Superblock) Verify(sectorBuf []byte, where string) error {
 			return c("spino_align", "%d invalid with inode alignment %d", s.SpinoAlign, s.InoAlignMt)
 		}
 	}
-	if s.ICount < s.IFree {
-		return c("ifree", "free inodes %d exceed allocated %d", s.IFree, s.ICount)
-	}
 	return nil
 }
 

@@ -49,6 +49,7 @@ func (c *checker) checkInodes() error {
 		if c.lsnAhead(ip.LSN) {
 			c.r.inof(ino, "inode", "LSN %s is ahead of the log head %s", lsnString(ip.LSN), c.headLSN)
 		}
+		c.checkInodeFields(ip)
 		info.mode = ip.Mode
 		info.nlink = ip.Links()
 		info.ok = true

@@ -42,7 +42,8 @@ func (c *checker) checkLog() error {
 // and recovery would skip replaying into it (xfs_repair reports the same).
 // Returns true when it reported.
 func (c *checker) lsnAhead(lsn uint64) bool {
-	return c.headLSN != 0 && ondisk.CompareLSN(ondisk.LSN(lsn), c.headLSN) > 0
+	// NULLCOMMITLSN (all ones) marks blocks written outside the log.
+	return c.headLSN != 0 && lsn != ^uint64(0) && ondisk.CompareLSN(ondisk.LSN(lsn), c.headLSN) > 0
 }
 
 func lsnString(lsn uint64) string { return ondisk.LSN(lsn).String() }

@@ -27,6 +27,7 @@ func (c *checker) checkSuperblocks() error {
 			c.r.fromErr(int64(ag), 0, int64(p.AGToFSB(ag, 0)), err)
 			continue
 		}
+		c.checkSBFields(s, ag, buf)
 		diff := func(field string, a, b uint64) {
 			if a != b {
 				c.r.agf(ag, "superblock", int64(p.AGToFSB(ag, 0)), "secondary %s = %d, primary has %d", field, a, b)
@@ -47,6 +48,14 @@ func (c *checker) checkSuperblocks() error {
 		if s.UUID != p.UUID {
 			c.r.agf(ag, "superblock", int64(p.AGToFSB(ag, 0)), "secondary UUID %s differs from primary %s", s.UUID, p.UUID)
 		}
+	}
+	if buf, err := c.fs.ReadAGHeader(0, 0); err == nil {
+		c.checkSBFields(p, 0, buf)
+	} else if isIOError(err) {
+		return err
+	}
+	if c.lsnAhead(p.LSN) {
+		c.r.agf(0, "superblock", 0, "LSN %s is ahead of the log head %s", lsnString(p.LSN), c.headLSN)
 	}
 	// The header sectors of every AG are always in use.
 	hdrBlocks := uint32((4*uint64(p.SectSize) + uint64(p.BlockSize) - 1) / uint64(p.BlockSize))

@@ -1,0 +1,100 @@
+package check
+
+import "xfskit/ondisk"
+
+// checkSBFields checks the superblock fields the geometry verifier leaves
+// alone but xfs_repair judges: stripe geometry, log sector size and stripe
+// unit, realtime fields without a realtime device, quota fields without
+// quota, and the bytes past the structure (zero in every copy).
+func (c *checker) checkSBFields(s *ondisk.Superblock, agno uint32, sector []byte) {
+	f := func(format string, a ...any) {
+		c.r.agf(agno, "superblock", int64(c.sb.AGToFSB(agno, 0)), format, a...)
+	}
+	if (s.Unit == 0) != (s.Width == 0) || s.Unit != 0 && s.Width%s.Unit != 0 {
+		f("stripe width %d is not a multiple of stripe unit %d", s.Width, s.Unit)
+	}
+	if s.Unit != 0 && s.VersionNum&ondisk.SBVersionDAlign == 0 {
+		f("stripe unit %d set without the data alignment feature bit", s.Unit)
+	}
+	if s.LogSectSize != 0 || s.LogSectLog != 0 {
+		l, ok := log2(uint64(s.LogSectSize))
+		if !ok || l != s.LogSectLog || s.LogSectSize < 512 || s.LogSectSize > 32768 {
+			f("log sector size %d with log %d is invalid", s.LogSectSize, s.LogSectLog)
+		}
+	}
+	if s.LogSUnit > 1 && (s.LogSUnit%s.BlockSize != 0 || s.LogSUnit > 256*1024) {
+		f("log stripe unit %d is not a multiple of the block size up to 256 KiB", s.LogSUnit)
+	}
+	if s.SharedVN != 0 {
+		f("shared_vn %d is not zero", s.SharedVN)
+	}
+	// mkfs.xfs leaves inprogress set in the secondaries; only the primary
+	// says whether it finished.
+	if agno == 0 && s.InProgress != 0 {
+		f("inprogress is set: mkfs did not finish")
+	}
+	if s.RBlocks == 0 && (s.RExtents != 0 || s.RBMBlocks != 0 || s.RExtSLog != 0 || s.FRExtents != 0) {
+		f("realtime fields set (rextents %d, rbmblocks %d, rextslog %d, frextents %d) without a realtime device", s.RExtents, s.RBMBlocks, s.RExtSLog, s.FRExtents)
+	}
+	if rt := uint64(s.RExtSize) * uint64(s.BlockSize); s.RExtSize == 0 || rt > 1<<30 {
+		f("realtime extent size %d blocks is out of range", s.RExtSize)
+	}
+	if s.VersionNum&ondisk.SBVersionQuotaBit == 0 {
+		for _, q := range []struct {
+			name string
+			ino  uint64
+		}{{"uquotino", s.UQuotIno}, {"gquotino", s.GQuotIno}, {"pquotino", s.PQuotIno}} {
+			if q.ino != 0 && q.ino != ondisk.NullIno {
+				f("%s %d set without the quota feature", q.name, q.ino)
+			}
+		}
+		if s.QFlags != 0 {
+			f("quota flags %#x set without the quota feature", s.QFlags)
+		}
+	}
+	if !s.HasMetaUUID() && !s.MetaUUID.IsZero() {
+		f("meta_uuid %s set without the meta-UUID feature", s.MetaUUID)
+	}
+	if s.Features2 != s.BadFeatures2 {
+		f("features2 %#x and bad_features2 %#x differ", s.Features2, s.BadFeatures2)
+	}
+	if s.IsV5() && s.Features2&ondisk.SBF2CRC == 0 {
+		f("features2 %#x lacks the CRC bit of a v5 filesystem", s.Features2)
+	}
+	for i := ondisk.SBSize; i < len(sector); i++ {
+		if sector[i] != 0 {
+			f("byte %d past the superblock is %#x, not zero", i, sector[i])
+			break
+		}
+	}
+	if agno == 0 {
+		return
+	}
+	p := c.sb
+	if s.Flags != 0 {
+		f("secondary sb_flags %#x are not zero", s.Flags)
+	}
+	// The kernel adds feature bits such as ATTR to the primary only.
+	const mayDiffer = ondisk.SBVersionAttrBit | ondisk.SBVersionNlinkBit | ondisk.SBVersionQuotaBit
+	if (s.VersionNum^p.VersionNum)&^mayDiffer != 0 {
+		f("secondary versionnum %#x differs from the primary's %#x", s.VersionNum, p.VersionNum)
+	}
+	if s.Features2 != p.Features2 {
+		f("secondary features2 %#x differs from the primary's %#x", s.Features2, p.Features2)
+	}
+	if s.FeaturesCompat != p.FeaturesCompat || s.FeaturesLogIncompat != p.FeaturesLogIncompat {
+		f("secondary compat/log-incompat features %#x/%#x differ from the primary's %#x/%#x", s.FeaturesCompat, s.FeaturesLogIncompat, p.FeaturesCompat, p.FeaturesLogIncompat)
+	}
+}
+
+func log2(v uint64) (uint8, bool) {
+	if v == 0 || v&(v-1) != 0 {
+		return 0, false
+	}
+	var l uint8
+	for v > 1 {
+		v >>= 1
+		l++
+	}
+	return l, true
+}
