@@ -28,7 +28,7 @@ func newCompressor(kind Compression, chunkSize, workers int) (*compressor, error
 			win <<= 1
 		}
 		enc, err := zstd.NewWriter(nil,
-			zstd.WithEncoderLevel(zstd.SpeedDefault),
+			zstd.WithEncoderLevel(zstd.SpeedFastest), // dump speed first; -z xz is for size
 			zstd.WithEncoderConcurrency(workers),
 			zstd.WithEncoderCRC(false),
 			zstd.WithWindowSize(win),
