@@ -10,7 +10,7 @@
 # usage: bench/dump.sh [IMAGE] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-img=${1:-bench/out/bench-100k.img}
+img=${1:-${XFSKIT_BENCH_DIR:-/var/tmp/xfskit-bench}/bench-100k.img}
 rounds=${2:-3}
 for c in go xfsdump mount bc; do
 	command -v "$c" >/dev/null || { echo "dump.sh: $c not found" >&2; exit 2; }
