@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Times xfskit restore against xfsrestore on the same data: the kernel-made
-# benchmark image (100k+ inodes) is dumped once by xfskit dump (zstd, one
-# stream) and once by `xfsdump -l 0` (of the image mounted read-only); each
-# dump is then restored into a freshly made XFS scratch filesystem, the two
-# tools alternating, after an untimed warm-up round of each (warm caches
+# benchmark image (100k+ inodes) is dumped by xfskit dump (one stream, zstd
+# and uncompressed) and by `xfsdump -l 0` (of the image mounted read-only);
+# each dump is then restored into a freshly made XFS scratch filesystem,
+# the tools alternating, after an untimed warm-up round of each (warm caches
 # for the streams on both sides). Every timed run includes a sync(1) of
-# what it wrote. Prints the best time of each and the ratio (xfsrestore /
-# ours: above 1.0 means restore is faster), and checks that both restored
-# the same number of inodes.
+# what it wrote. Prints the best wall time of each, the ratios (xfsrestore /
+# ours: above 1.0 means restore is faster), the CPU time (user+sys) each
+# used, and checks that all restored the same number of inodes.
 # Needs root, loop devices, xfsprogs, xfsdump and Go.
 # usage: bench/restore.sh [IMAGE] [ROUNDS]
 set -euo pipefail
@@ -49,7 +49,8 @@ trap cleanup EXIT
 go build -o "$work/bin/" ./cmd/dump ./cmd/restore
 
 echo "dumping $img with both tools (untimed)"
-"$work/bin/dump" -q --inventory "$work/inv.db" -f "$work/ours.xfsd" "$img"
+"$work/bin/dump" -q --inventory "$work/inv.db" -f "$work/ours.zstd" "$img"
+"$work/bin/dump" -q --inventory "$work/inv.db" -z none -f "$work/ours.none" "$img"
 # nouuid: other benchmarks or tests may have the same image mounted.
 mount -t xfs -o loop,ro,nouuid "$img" "$mnt"
 mountpoint -q "$mnt" || { echo "restore.sh: $mnt is not mounted" >&2; exit 1; }
@@ -70,36 +71,42 @@ fresh() {
 
 now() { date +%s.%N; }
 # run CMD...: runs CMD in a fresh scratch filesystem, then sync; prints the
-# seconds taken.
+# seconds taken and the CPU seconds CMD used.
 run() {
 	local t0 t1
 	fresh
 	sync
 	t0=$(now)
-	"$@" >/dev/null 2>"$work/last.log" || { cat "$work/last.log" >&2; exit 1; }
+	/usr/bin/time -f "%U %S" -o "$work/cpu" "$@" >/dev/null 2>"$work/last.log" || { cat "$work/last.log" >&2; exit 1; }
 	sync
 	t1=$(now)
-	echo "$t1 - $t0" | bc
+	echo "$(echo "$t1 - $t0" | bc) $(awk '{print $1 + $2}' "$work/cpu")"
 }
-ours() { run "$work/bin/restore" -q -f "$work/ours.xfsd" "$scratch/t"; }
+ours() { run "$work/bin/restore" -q -f "$work/ours.$1" "$scratch/t"; }
 theirs() { run xfsrestore -v silent -f "$work/xfsdump.out" "$scratch/t"; }
 inodes() { df --output=iused "$scratch" | tail -1; }
 
 echo "warm-up round (untimed)"
-ours >/dev/null
-n_ours=$(inodes)
+ours zstd >/dev/null
+n_zstd=$(inodes)
+ours none >/dev/null
+n_none=$(inodes)
 theirs >/dev/null
 n_theirs=$(inodes)
-o=() x=()
+z=() n=() x=() zc=() nc=() xc=()
 for r in $(seq 1 "$rounds"); do
-	o+=("$(ours)")
-	x+=("$(theirs)")
-	printf 'round %d: restore %.2fs  xfsrestore %.2fs\n' "$r" "${o[-1]}" "${x[-1]}"
+	read -r w c < <(ours zstd); z+=("$w"); zc+=("$c")
+	read -r w c < <(ours none); n+=("$w"); nc+=("$c")
+	read -r w c < <(theirs); x+=("$w"); xc+=("$c")
+	printf 'round %d: restore (zstd) %.2fs  restore (none) %.2fs  xfsrestore %.2fs\n' "$r" "${z[-1]}" "${n[-1]}" "${x[-1]}"
 done
 best() { printf '%s\n' "$@" | sort -n | head -1; }
-bo=$(best "${o[@]}") bx=$(best "${x[@]}")
-echo "image: $img; $(nproc) CPUs"
-echo "inodes in the scratch filesystem after restore: ours $n_ours, xfsrestore $n_theirs"
-printf 'stream sizes: xfskit (zstd) %d bytes, xfsdump %d bytes\n' "$(stat -c %s "$work/ours.xfsd")" "$(stat -c %s "$work/xfsdump.out")"
-printf 'best of %d: restore %.2fs, xfsrestore %.2fs\n' "$rounds" "$bo" "$bx"
-printf 'speed-up over xfsrestore: %.2fx\n' "$(echo "$bx / $bo" | bc -l)"
+bz=$(best "${z[@]}") bn=$(best "${n[@]}") bx=$(best "${x[@]}")
+echo "image: $img; $(nproc) CPUs; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "inodes in the scratch filesystem after restore: ours (zstd) $n_zstd, ours (none) $n_none, xfsrestore $n_theirs"
+printf 'stream sizes: xfskit zstd %d bytes, xfskit none %d bytes, xfsdump %d bytes\n' \
+	"$(stat -c %s "$work/ours.zstd")" "$(stat -c %s "$work/ours.none")" "$(stat -c %s "$work/xfsdump.out")"
+printf 'best of %d (wall, with sync): restore zstd %.2fs, restore none %.2fs, xfsrestore %.2fs\n' "$rounds" "$bz" "$bn" "$bx"
+printf 'speed-up over xfsrestore: zstd %.2fx, none %.2fx\n' "$(echo "$bx / $bz" | bc -l)" "$(echo "$bx / $bn" | bc -l)"
+printf 'CPU seconds (user+sys), least of %d: restore zstd %.2f, restore none %.2f, xfsrestore %.2f\n' "$rounds" \
+	"$(best "${zc[@]}")" "$(best "${nc[@]}")" "$(best "${xc[@]}")"
