@@ -284,6 +284,7 @@ type run struct {
 	tree      *tree
 	synthetic map[uint64]bool
 
+	hookMu   sync.Mutex
 	mu       sync.Mutex // guards res.Problems and the maps below
 	seen     map[uint64]bool
 	restored map[uint64]savedFile
@@ -303,7 +304,9 @@ func (r *run) problem(path string, ino uint64, format string, a ...any) {
 
 func (r *run) hook(event string) {
 	if r.opts.hook != nil {
+		r.hookMu.Lock() // writers call it concurrently
 		r.opts.hook(event)
+		r.hookMu.Unlock()
 	}
 }
 
