@@ -141,6 +141,7 @@ stderr) or the restore could not run, 3 usage error.`,
 	f := cmd.Flags()
 	f.StringArrayVarP(&opts.Sources, "file", "f", nil, "stream or media file to read (repeatable; - for stdin)")
 	f.StringArrayVarP(&opts.Subtrees, "subtree", "s", nil, "restore only this path (relative to the dumped root; repeatable)")
+	f.IntVarP(&opts.BlockSize, "block-size", "b", 0, "read size for tapes and other character devices (a multiple of the record size; default 1 MiB)")
 	f.BoolVarP(&opts.TOC, "toc", "t", false, "list the contents instead of restoring")
 	f.BoolVarP(&opts.Cumulative, "cumulative", "r", false, "cumulative restore of a level 0 session and its incrementals")
 	f.BoolVarP(&opts.Resume, "resume", "R", false, "resume an interrupted restore")

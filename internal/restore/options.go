@@ -28,6 +28,10 @@ type Options struct {
 	// With Cumulative, sources may hold several sessions, applied in the
 	// order they were dumped.
 	Sources []string
+	// BlockSize is the size of reads from tapes and other character
+	// devices: a multiple of the record size the stream was written with
+	// (0: DefaultBlockSize).
+	BlockSize int
 	// Dest is the directory to restore into (created if missing).
 	Dest string
 	// Subtrees restricts the restore to these paths (relative to the

@@ -55,7 +55,10 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	}
 	res := &Result{Damage: []string{}, Problems: []Problem{}}
 	var counter atomic.Int64
-	srcs, err := openSources(opts.Sources, opts.Stdin, &counter)
+	if opts.BlockSize < 0 || opts.BlockSize > stream.MaxBlockSize {
+		return nil, usagef("block size %d out of range (up to %d)", opts.BlockSize, stream.MaxBlockSize)
+	}
+	srcs, err := openSources(opts.Sources, opts.Stdin, &counter, opts.BlockSize)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +69,7 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}()
 	for _, ss := range sessions {
-		if err := ss.openReaders(); err != nil {
+		if err := ss.openReaders(opts.BlockSize); err != nil {
 			return nil, err
 		}
 	}

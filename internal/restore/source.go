@@ -64,11 +64,12 @@ func decodeProbe(b []byte) probe {
 
 // source is one media file given on the command line.
 type source struct {
-	name  string
-	f     *os.File // nil for stdin
-	r     io.Reader
-	size  int64 // -1 when unknown
-	probe probe
+	name   string
+	f      *os.File // nil for stdin
+	r      io.Reader
+	size   int64 // -1 when unknown
+	probe  probe
+	device bool // a character device: read in whole records
 }
 
 // countingReader adds what passes through it to a shared counter.
@@ -127,8 +128,16 @@ func escapeGlob(s string) string {
 	return b.String()
 }
 
-// openSources opens and probes every source; counter receives the bytes read.
-func openSources(names []string, stdin io.Reader, counter *atomic.Int64) ([]*source, error) {
+// DefaultBlockSize is the read size for tapes and other character devices
+// when none is given: a multiple of the record sizes dump writes.
+const DefaultBlockSize = 1 << 20
+
+// openSources opens and probes every source; counter receives the bytes
+// read; block is the record size of tapes (0: DefaultBlockSize).
+func openSources(names []string, stdin io.Reader, counter *atomic.Int64, block int) ([]*source, error) {
+	if block <= 0 {
+		block = DefaultBlockSize
+	}
 	names, err := expandSources(names)
 	if err != nil {
 		return nil, err
@@ -159,35 +168,37 @@ func openSources(names []string, stdin io.Reader, counter *atomic.Int64) ([]*sou
 				return closeAll(out, err)
 			}
 			s.f = f
-			if st, err := f.Stat(); err == nil {
-				if st.IsDir() {
-					f.Close()
-					return closeAll(out, fmt.Errorf("%s is a directory", n))
-				}
-				if st.Mode().IsRegular() {
-					s.size = st.Size()
-				}
+			st, err := f.Stat()
+			if err != nil {
+				f.Close()
+				return closeAll(out, err)
 			}
-			b := make([]byte, mediaHdrSize)
-			k, err := f.ReadAt(b, 0)
-			if err != nil && err != io.EOF {
-				if _, serr := f.Seek(0, io.SeekStart); serr != nil {
-					// Not seekable (a pipe or tape): read the header and
-					// put it back in front.
-					k, err = io.ReadFull(f, b)
-					if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-						f.Close()
-						return closeAll(out, fmt.Errorf("%s: %w", n, err))
-					}
-					s.r = io.MultiReader(bytes.NewReader(b[:k]), f)
-				} else {
+			if st.IsDir() {
+				f.Close()
+				return closeAll(out, fmt.Errorf("%s is a directory", n))
+			}
+			if st.Mode().IsRegular() {
+				s.size = st.Size()
+				b := make([]byte, mediaHdrSize)
+				k, err := f.ReadAt(b, 0)
+				if err != nil && err != io.EOF {
 					f.Close()
 					return closeAll(out, fmt.Errorf("%s: %w", n, err))
 				}
-			}
-			s.probe = decodeProbe(b[:k])
-			if s.r == nil {
+				s.probe = decodeProbe(b[:k])
 				s.r = f
+			} else {
+				// A pipe, fifo or tape: read the header (a whole record
+				// for tapes) and put it back in front.
+				s.device = st.Mode()&os.ModeCharDevice != 0
+				b := make([]byte, max(block, mediaHdrSize))
+				k, err := io.ReadAtLeast(f, b, mediaHdrSize)
+				if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+					f.Close()
+					return closeAll(out, fmt.Errorf("%s: %w", n, err))
+				}
+				s.probe = decodeProbe(b[:k])
+				s.r = io.MultiReader(bytes.NewReader(b[:k]), f)
 			}
 		}
 		s.r = &countingReader{r: s.r, n: counter}
@@ -308,13 +319,22 @@ func groupSources(srcs []*source, problems *[]Problem) []*sessionIn {
 
 // openReaders opens the stream reader of every stream of a session and
 // takes the session header from the first stream that has it.
-func (ss *sessionIn) openReaders() error {
+func (ss *sessionIn) openReaders(block int) error {
+	if block <= 0 {
+		block = DefaultBlockSize
+	}
 	for _, st := range ss.streams {
 		media := make([]stream.Media, len(st.media))
 		for i, m := range st.media {
 			media[i] = stream.Media{Name: m.name, R: m.r}
 		}
-		r, err := stream.NewMediaReader(media, stream.ReaderOptions{Name: st.media[0].name})
+		ro := stream.ReaderOptions{Name: st.media[0].name}
+		for _, m := range st.media {
+			if m.device {
+				ro.BlockSize = block
+			}
+		}
+		r, err := stream.NewMediaReader(media, ro)
 		if err != nil {
 			return fmt.Errorf("%s: %w", st.name(), err)
 		}
