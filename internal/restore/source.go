@@ -340,6 +340,10 @@ func (ss *sessionIn) openReaders(block int) error {
 		}
 		st.r = r
 		st.hdr, st.hdrOK = r.Header()
+		if st.hdrOK && ss.id != (stream.UUID{}) && (st.hdr.SessionID != ss.id || st.hdr.StreamIndex != st.index) {
+			return fmt.Errorf("%s: its header says session %s stream %d, its media header session %s stream %d",
+				st.name(), uuidString(st.hdr.SessionID), st.hdr.StreamIndex, uuidString(ss.id), st.index)
+		}
 		if st.hdrOK && !ss.hdrOK {
 			ss.hdr, ss.hdrOK = st.hdr, true
 		}
