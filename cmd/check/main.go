@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 
 	"github.com/spf13/cobra"
@@ -36,6 +37,9 @@ filesystem to replay it), 3 usage error, 4 I/O error.`,
 				pprof.StartCPUProfile(f)
 				defer pprof.StopCPUProfile()
 			}
+			// The checker keeps metadata, not data: trading some memory for
+			// fewer collections is worth a good share of the run time.
+			debug.SetGCPercent(400)
 			opts := check.Options{}
 			if !noProgress && !quiet && !asJSON {
 				opts.Progress = check.TerminalProgress()

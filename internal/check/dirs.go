@@ -61,7 +61,7 @@ func (c *checker) checkDirectories() error {
 		ents, err := results[i].ents, results[i].err
 		if err != nil {
 			c.r.fromErr(-1, dino, -1, err)
-			c.inodes[dino].ok = false // don't judge its link count
+			c.inode(dino).ok = false // don't judge its link count
 			continue
 		}
 		results[i].idx.report(c.r)
@@ -86,7 +86,7 @@ func (c *checker) checkDirectories() error {
 				c.r.inof(dino, "directory", "entry %q appears twice", name)
 			}
 			seen[name] = true
-			t := c.inodes[e.Ino]
+			t := c.inode(e.Ino)
 			if t == nil || !t.ok {
 				if t == nil {
 					c.r.inof(dino, "directory", "entry %q points to inode %d, which is not an allocated inode", name, e.Ino)
@@ -112,7 +112,7 @@ func (c *checker) checkDirectories() error {
 func (c *checker) checkTree(g *dirGraph) {
 	sb := c.sb
 	root := sb.RootIno
-	ri := c.inodes[root]
+	ri := c.inode(root)
 	if ri == nil || !ri.ok || ri.mode&ondisk.ModeTypeMask != ondisk.ModeDir {
 		c.r.fsf("root directory", "inode %d is not an allocated directory", root)
 		return
@@ -127,9 +127,9 @@ func (c *checker) checkTree(g *dirGraph) {
 		d := queue[0]
 		queue = queue[1:]
 		for _, ch := range g.children[d] {
-			t := c.inodes[ch]
+			t := c.inode(ch)
 			if t.mode&ondisk.ModeTypeMask == ondisk.ModeDir {
-				c.inodes[d].subdirs++
+				c.inode(d).subdirs++
 				if p, dup := parent[ch]; dup {
 					c.r.inof(ch, "directory", "named by both directory %d and directory %d (a directory may have one parent)", p, d)
 					continue
@@ -148,8 +148,8 @@ func (c *checker) checkTree(g *dirGraph) {
 		}
 	}
 	special := map[uint64]bool{sb.RBMIno: true, sb.RSumIno: true, sb.UQuotIno: true, sb.GQuotIno: true, sb.PQuotIno: true}
-	for _, ino := range c.order {
-		t := c.inodes[ino]
+	for i, ino := range c.order {
+		t := &c.infos[i]
 		if !t.ok {
 			continue
 		}

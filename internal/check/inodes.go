@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"xfskit/internal/xfs"
 	"xfskit/ondisk"
@@ -25,14 +26,16 @@ type inodeInfo struct {
 // and both forks, accounts fork extents and bmbt blocks in the space map,
 // and checks block counts.
 func (c *checker) checkInodes() error {
-	c.inodes = make(map[uint64]*inodeInfo)
+	c.prefetchInodeChunks()
 	err := c.fs.WalkInodes(context.Background(), func(ino uint64, raw []byte) error {
 		c.prog.add(1)
 		c.r.Stats.Inodes++
-		info := &inodeInfo{}
-		c.inodes[ino] = info
 		c.order = append(c.order, ino)
-		ip, err := c.fs.DecodeInode(ino, raw)
+		c.infos = append(c.infos, inodeInfo{})
+		info := &c.infos[len(c.infos)-1]
+		// raw is only valid during this call; directories are kept for
+		// the directory phase, so they alone get a copy.
+		ip, err := c.fs.DecodeInodeShared(ino, raw)
 		if err != nil {
 			d, derr := ondisk.DecodeDinode(raw)
 			if derr == nil && d.Magic == ondisk.DinodeMagic && d.Mode == 0 {
@@ -56,7 +59,10 @@ func (c *checker) checkInodes() error {
 		switch {
 		case ip.IsDir():
 			c.r.Stats.Directories++
-			c.dirs = append(c.dirs, ip)
+			c.dirs = append(c.dirs, &xfs.Inode{Dinode: ip.Dinode, Ino: ino})
+			kept := c.dirs[len(c.dirs)-1]
+			kept.Raw = append([]byte(nil), raw...)
+			kept.DataFork, kept.AttrFork, _ = kept.Forks(kept.Raw)
 		case ip.IsReg():
 			c.r.Stats.Files++
 		}
@@ -110,6 +116,9 @@ func (c *checker) checkForks(ip *xfs.Inode) error {
 				return nil // realtime extents live on the rt device
 			}
 			blocks += e.Length
+			if !attr && ip.IsDir() {
+				c.prefetchExtent(e.StartBlock, e.Length)
+			}
 			agno, agbno := sb.FSBToAG(e.StartBlock)
 			if agno < sb.AGCount {
 				c.claim(agno, use{start: agbno, length: uint32(e.Length), kind: kind, ino: ip.Ino, offset: e.Offset, unwritten: e.Unwritten})
@@ -139,3 +148,12 @@ func (c *checker) checkForks(ip *xfs.Inode) error {
 
 // claim records a claim from the (sequential) inode phase.
 func (c *checker) claim(agno uint32, u use) { c.space[agno].add(u) }
+
+// inode returns what the inode phase learnt of allocated inode ino, or nil.
+func (c *checker) inode(ino uint64) *inodeInfo {
+	i, ok := slices.BinarySearch(c.order, ino)
+	if !ok {
+		return nil
+	}
+	return &c.infos[i]
+}

@@ -115,3 +115,14 @@ func (f *FS) AGHeaderDaddr(agno uint32, n int) uint64 {
 func (f *FS) ReadAGHeader(agno uint32, n int) ([]byte, error) {
 	return f.ReadDaddr(f.AGHeaderDaddr(agno, n), int(f.SB.SectSize))
 }
+
+// prefetcher is a Device that can start reads in the background.
+type prefetcher interface{ WillNeed(off, n int64) error }
+
+// Prefetch hints that n bytes at disk address daddr will be read soon. It
+// is advice only: errors and devices without the capability are ignored.
+func (f *FS) Prefetch(daddr uint64, n int64) {
+	if p, ok := f.Dev.(prefetcher); ok && n > 0 {
+		p.WillNeed(int64(daddr)<<ondisk.BBShift, n)
+	}
+}

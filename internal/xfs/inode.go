@@ -31,6 +31,12 @@ func (f *FS) DecodeInode(ino uint64, raw []byte) (*Inode, error) {
 	return f.decodeInode(ino, append([]byte(nil), raw...))
 }
 
+// DecodeInodeShared is DecodeInode without the copy: the Inode aliases raw,
+// so it is valid only as long as raw is (walkers use it inside a callback).
+func (f *FS) DecodeInodeShared(ino uint64, raw []byte) (*Inode, error) {
+	return f.decodeInode(ino, raw)
+}
+
 func (f *FS) decodeInode(ino uint64, raw []byte) (*Inode, error) {
 	d, err := ondisk.DecodeDinode(raw)
 	if err != nil {
