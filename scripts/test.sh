@@ -7,7 +7,14 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 go vet ./...
 go build -o bin/ ./cmd/...
-go test -timeout 25m -count=1 ./...
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+go test -timeout 25m -count=1 ./... 2>&1 | tee "$log" || status=$?
+passed=$(grep -c '^ok ' "$log" || true)
+failed=$(grep -c '^FAIL' "$log" || true)
+echo "packages: $passed passed, $failed failed"
+[ "$status" -eq 0 ] || exit "$status"
 # Each fuzz target briefly (longer locally: FUZZTIME=2m scripts/test.sh).
 fuzztime=${FUZZTIME:-4s}
 for pkg in $(go list ./...); do
@@ -18,3 +25,4 @@ for pkg in $(go list ./...); do
   done
 done
 echo "fuzz: all targets ran without failures"
+echo "packages: $passed passed, $failed failed"
