@@ -86,6 +86,8 @@ var diffAllowlist = []diffAllow{
 		reason: "repair blind spot: a secondary superblock UUID differing from the primary (xfs_scrub marks it for preening; repair does not compare it)"},
 	{class: "check-only", field: `u3\.bmx\[\]\.startblock|recs\[\]\.startblock`, verb: "firstbit",
 		reason: "repair and kernel blind spot: they truncate the AG number of a block number to 32 bits (XFS_FSB_TO_AGNO), so a start block with only high bits set aliases a valid block; check rejects the AG number"},
+	{class: "check-only", kind: "sb", field: `shared_vn`,
+		reason: "repair blind spot: a secondary with a nonzero shared_vn fails the libxfs superblock verifier (\"SB sanity check failed\") yet xfs_repair -n exits 0; on the primary it reports it"},
 	{class: "check-only", kind: "sb", field: `spino_align`,
 		reason: "repair 6.1 blind spot: spino_align inconsistent with inoalignmt (the kernel refuses to mount)"},
 	// --- check-only false positives (to fix) ---
@@ -93,6 +95,10 @@ var diffAllowlist = []diffAllow{
 		reason: "FP1: AGI dirino/newino out of range makes check drop the whole AGI (kernel and repair ignore both fields), then every inode of the AG is reported unallocated"},
 	{class: "check-only", field: `(.*\.)?lsn`, verb: "ones",
 		reason: "FP4: LSN 0xffffffffffffffff (NULLCOMMITLSN) reported as ahead of the log; the kernel and repair skip it (mkfs/kernel write it, e.g. in remote attribute value blocks)"},
+	{class: "check-only", kind: "sb", field: `features_log_incompat`,
+		reason: "FP5: log-incompat features differing between primary and secondaries are a sync for xfs_repair (\"would sync log incompat feature\", exit 0): the kernel sets them in the primary only"},
+	{class: "check-only", kind: "sb", field: `bad_features2`, verb: "zeroes",
+		reason: "FP6: bad_features2 = 0 with features2 set is tolerated (xfs_repair phase 1 and the kernel only reconcile a nonzero bad_features2)"},
 	{class: "check-only", kind: "sb", field: `ifree|icount|fdblocks`,
 		reason: "FP2: counters of secondary superblocks are never read (kernel and repair ignore them), check verifies ifree <= icount there"},
 }
