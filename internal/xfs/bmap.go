@@ -93,12 +93,12 @@ func (f *FS) WalkForkBlocks(ip *Inode, attrFork bool, fn func(ondisk.Extent) err
 }
 
 type extentWalker struct {
-	fs    *FS
-	ip    *Inode
-	attr  bool
-	rt    bool
-	fork  string
-	fn    func(ondisk.Extent) error
+	fs   *FS
+	ip   *Inode
+	attr bool
+	rt   bool
+	fork string
+	fn   func(ondisk.Extent) error
 	// blockFn, when set, is told of every bmbt block visited (checkers
 	// account for them).
 	blockFn func(fsb uint64)
