@@ -444,7 +444,10 @@ func (a *AGFL) Verify(buf []byte, agno uint32, sb *Superblock) error {
 	}
 	length := sb.AGLength(agno)
 	for i, b := range a.Bno {
-		if b != NullAGBno && (b <= AGFLBlock(sb) || b >= length) {
+		// The kernel only rejects slots past the AG; stale slots outside
+		// flfirst..fllast may hold anything below that (FreeList checks the
+		// active ones strictly).
+		if b != NullAGBno && b >= length {
 			return c(fmt.Sprintf("bno[%d]", i), "block %d outside AG blocks %d..%d", b, AGFLBlock(sb)+1, length-1)
 		}
 	}

@@ -121,8 +121,8 @@ func (sb *Superblock) ExtentProblem(e Extent) string {
 	if e.Length == 0 {
 		return "zero length"
 	}
-	if e.Offset+e.Length > MaxFileOff {
-		return fmt.Sprintf("file range ends at block %d past the maximum %d", e.Offset+e.Length, uint64(MaxFileOff))
+	if max := sb.MaxFileOffset(); e.Offset+e.Length > max || e.Offset+e.Length < e.Offset {
+		return fmt.Sprintf("file range ends at block %d past the maximum %d", e.Offset+e.Length, max)
 	}
 	if e.StartBlock>>BmbtBlockBits != 0 {
 		return "start block wider than 52 bits"
@@ -135,4 +135,10 @@ func (sb *Superblock) ExtentProblem(e Extent) string {
 		return fmt.Sprintf("blocks %d..%d lie outside AG %d", e.StartBlock, e.StartBlock+e.Length-1, agno)
 	}
 	return ""
+}
+
+// MaxFileOffset is the largest file block an extent may end at: the bmbt's
+// 54-bit offset, capped by the largest file size Linux allows (2^63-1 bytes).
+func (sb *Superblock) MaxFileOffset() uint64 {
+	return min(uint64(MaxFileOff), uint64(1<<63-1)>>sb.BlockLog)
 }

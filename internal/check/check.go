@@ -36,7 +36,7 @@ func Run(path string, opts Options) (*Report, error) {
 		var ce *ondisk.CorruptError
 		if errors.As(err, &ce) {
 			r := newReport()
-			r.fromErr(0, 0, 0, err)
+			r.add(Finding{Structure: "superblock", AG: -1, Block: -1, Message: err.Error()})
 			return r, fmt.Errorf("%w: %v", ErrNotXFS, err)
 		}
 		return nil, err

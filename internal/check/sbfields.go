@@ -33,6 +33,12 @@ func (c *checker) checkSBFields(s *ondisk.Superblock, agno uint32, sector []byte
 	if agno == 0 && s.InProgress != 0 {
 		f("inprogress is set: mkfs did not finish")
 	}
+	if s.RBlocks != 0 && (s.RExtents == 0 || s.RBMBlocks == 0) {
+		f("rblocks %d without realtime extents or bitmap (rextents %d, rbmblocks %d)", s.RBlocks, s.RExtents, s.RBMBlocks)
+	}
+	if agno == 0 && s.Flags != 0 {
+		f("sb_flags %#x are not zero", s.Flags)
+	}
 	if s.RBlocks == 0 && (s.RExtents != 0 || s.RBMBlocks != 0 || s.RExtSLog != 0 || s.FRExtents != 0) {
 		f("realtime fields set (rextents %d, rbmblocks %d, rextslog %d, frextents %d) without a realtime device", s.RExtents, s.RBMBlocks, s.RExtSLog, s.FRExtents)
 	}
@@ -55,7 +61,8 @@ func (c *checker) checkSBFields(s *ondisk.Superblock, agno uint32, sector []byte
 	if !s.HasMetaUUID() && !s.MetaUUID.IsZero() {
 		f("meta_uuid %s set without the meta-UUID feature", s.MetaUUID)
 	}
-	if s.Features2 != s.BadFeatures2 {
+	// A zero bad_features2 is legal; only a different non-zero value is not.
+	if s.BadFeatures2 != 0 && s.Features2 != s.BadFeatures2 {
 		f("features2 %#x and bad_features2 %#x differ", s.Features2, s.BadFeatures2)
 	}
 	if s.IsV5() && s.Features2&ondisk.SBF2CRC == 0 {
@@ -82,8 +89,10 @@ func (c *checker) checkSBFields(s *ondisk.Superblock, agno uint32, sector []byte
 	if s.Features2 != p.Features2 {
 		f("secondary features2 %#x differs from the primary's %#x", s.Features2, p.Features2)
 	}
-	if s.FeaturesCompat != p.FeaturesCompat || s.FeaturesLogIncompat != p.FeaturesLogIncompat {
-		f("secondary compat/log-incompat features %#x/%#x differ from the primary's %#x/%#x", s.FeaturesCompat, s.FeaturesLogIncompat, p.FeaturesCompat, p.FeaturesLogIncompat)
+	// Log-incompat features are set and cleared in the primary while
+	// mounted; secondaries may lag (xfs_repair only resyncs them).
+	if s.FeaturesCompat != p.FeaturesCompat {
+		f("secondary compat features %#x differ from the primary's %#x", s.FeaturesCompat, p.FeaturesCompat)
 	}
 }
 

@@ -43,11 +43,11 @@ func OpenDevice(dev image.Device) (*FS, error) {
 		return nil, fmt.Errorf("%s: %w", dev.Name(), err)
 	}
 	if sb.MagicNum != ondisk.SBMagic {
-		return nil, fmt.Errorf("%s: not an XFS filesystem (superblock magic 0x%08x at offset 0)", dev.Name(), sb.MagicNum)
+		return nil, fmt.Errorf("%s: %w", dev.Name(), ondisk.Corrupt("superblock", "AG 0", "magicnum", "not an XFS filesystem (magic 0x%08x at offset 0)", sb.MagicNum))
 	}
 	sectSize := int(sb.SectSize)
 	if sectSize < ondisk.BBSize || sectSize > 32768 {
-		return nil, fmt.Errorf("%s: superblock: invalid sector size %d", dev.Name(), sectSize)
+		return nil, fmt.Errorf("%s: %w", dev.Name(), ondisk.Corrupt("superblock", "AG 0", "sectsize", "invalid sector size %d", sectSize))
 	}
 	sect := make([]byte, sectSize)
 	if _, err := dev.ReadAt(sect, 0); err != nil {
