@@ -148,6 +148,7 @@ stderr) or the restore could not run, 3 usage error.`,
 	f.StringVar(&opts.StateDir, "state", "", "housekeeping state directory (default DEST/.xfskit-restore)")
 	f.BoolVar(&noOwner, "no-owner", false, "do not restore owners")
 	f.BoolVar(&sameOwner, "same-owner", false, "restore owners even when not running as root")
+	f.BoolVar(&opts.NoXFlags, "no-xflags", false, "do not restore XFS inode flags (immutable, append-only, ...), project ids and extent size hints")
 	f.StringVar(&owner, "owner", "", "give everything this owner (name or number)")
 	f.StringVar(&group, "group", "", "give everything this group (name or number)")
 	f.BoolVar(&asJSON, "json", false, "print the result (or the table of contents) as JSON")

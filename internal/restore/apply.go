@@ -120,6 +120,7 @@ func (r *run) arrange() error {
 	_, err := unix.Fgetxattr(r.t.root, "system.posix_acl_default", acl[:])
 	var rst unix.Stat_t
 	rootClean := (err == unix.ENODATA || err == unix.EOPNOTSUPP) && unix.Fstat(r.t.root, &rst) == nil && rst.Mode&unix.S_ISGID == 0
+	r.xfEarlyDir(cache, tr.dirs[tr.root]) // project id before contents (xflags_run.go)
 	for _, d := range tr.order[1:] {
 		pfd, err := cache.open(d.parent)
 		if err != nil {
@@ -154,6 +155,7 @@ func (r *run) arrange() error {
 			}
 			r.hook("mkdir")
 		}
+		r.xfEarlyDir(cache, d) // project id before contents (xflags_run.go)
 		if !r.t.asRoot {
 			// Make directories of earlier sessions writable again; the
 			// final modes are set at the end.

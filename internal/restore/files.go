@@ -187,6 +187,7 @@ func (w *worker) dispatch(f *stream.File, p *pipe) error {
 	if r.resuming && r.j.files[ino] {
 		if pfd, err := w.cache.open(fn.names[0].dir); err == nil && w.complete(pfd, fn.names[0].name, &f.Meta) {
 			w.links(fn, ino)
+			r.xfDefer(ino, &f.Meta) // late XFS flags (xflags_run.go)
 			r.mu.Lock()
 			r.res.Resumed++
 			r.restored[ino] = savedFile{Ino: ino, Type: uint8(f.Meta.Type()), Size: f.Meta.Size}
@@ -354,6 +355,9 @@ func (w *worker) file(j *job, p *pipe) {
 		r.problem(path, ino, "not restored: unknown file type (mode %o)", m.Mode)
 		return
 	}
+	if m.Type() != stream.TypeRegular {
+		errs = append(errs, r.xfSpecial(pfd, first, m)...) // XFS attributes (xflags_run.go)
+	}
 	for _, err := range errs {
 		r.problem(path, ino, "%v", err)
 	}
@@ -362,6 +366,7 @@ func (w *worker) file(j *job, p *pipe) {
 		r.problem(path, ino, "damaged in the stream: restored incompletely")
 	}
 	w.links(fn, ino)
+	r.xfDefer(ino, m) // late XFS flags wait for all files and names
 	r.files.Add(1)
 	r.filesDone.Add(1)
 	r.j.fileDone(ino)
@@ -403,6 +408,8 @@ func (w *worker) regular(pfd int, name string, j *job, p *pipe) (errs []error) {
 			errs = append(errs, err)
 		}
 	}
+	// XFS attributes before the data: hints need a file without extents.
+	errs = append(errs, r.xfEarlyFile(fd, j.fn.names[0].dir, &f.Meta)...)
 	var werr error
 	var end int64 // end of the data written
 	write := func(pc piece) {

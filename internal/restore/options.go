@@ -58,6 +58,11 @@ type Options struct {
 	Owner              OwnerMode
 	ForceUID, ForceGID *uint32
 
+	// NoXFlags leaves XFS inode flags, project ids and extent size hints
+	// alone (by default they are restored and whatever the destination
+	// does not take is reported; see xflags_run.go).
+	NoXFlags bool
+
 	// Progress, if not nil, receives progress bars (a terminal).
 	Progress io.Writer
 	// Stdin is what "-" reads (default os.Stdin).

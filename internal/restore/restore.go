@@ -296,6 +296,8 @@ type run struct {
 
 	files, bytes, links atomic.Int64
 	filesDone           *atomic.Int64 // all sessions, for the progress bar
+
+	xf xfRun // XFS attributes (xflags_run.go)
 }
 
 func (r *run) problem(path string, ino uint64, format string, a ...any) {
@@ -370,6 +372,7 @@ func (r *run) apply(ctx context.Context) (*savedState, error) {
 	}
 
 	// Make the directory tree (moving what a cumulative restore moves).
+	r.xfStart() // unlock what an earlier session locked (xflags_run.go)
 	if !r.j.marks[markPlaced] {
 		if err := r.arrange(); err != nil {
 			return nil, err
@@ -392,6 +395,10 @@ func (r *run) apply(ctx context.Context) (*savedState, error) {
 				}
 				return nil, w.err
 			}
+		}
+		// The list of late XFS flags, before any is set (xflags_run.go).
+		if err := r.xfSaveLate(); err != nil {
+			return nil, err
 		}
 		r.j.mark(markFiles)
 	} else {
@@ -419,6 +426,7 @@ func (r *run) apply(ctx context.Context) (*savedState, error) {
 	r.res.Files += r.files.Load()
 	r.res.Bytes += r.bytes.Load()
 	r.res.Links += r.links.Load()
+	r.xfApplyLate() // immutable, append-only, sync: every file is complete
 	r.hook("dirmeta")
 
 	// Directory metadata, deepest first; the root's after the state is
@@ -455,6 +463,7 @@ func (r *run) apply(ctx context.Context) (*savedState, error) {
 		r.sd.remove(journalFile)
 	} else {
 		r.hook("committed")
+		r.sd.remove(xflagsFile) // xflags_run.go
 		r.sd.removeAll(r.t)
 		if rootMeta {
 			// Removing the state directory changed the root's times.
@@ -463,6 +472,7 @@ func (r *run) apply(ctx context.Context) (*savedState, error) {
 			}
 		}
 	}
+	r.xfLockRoot(rd, rootMeta) // the root's immutable/append-only flags, last
 	return next, nil
 }
 
@@ -490,9 +500,11 @@ func (r *run) dirMeta(fd int, d *dirNode) {
 		// A directory that was there, or inherited a default ACL.
 		r.dropStaleXattrs(fd, d, true)
 	}
+	r.xfDirUnlock(fd, d) // a locked directory takes no metadata
 	for _, err := range r.t.setFdMeta(fd, d.meta, d.xattrs, false) {
 		r.problem(p, d.ino, "%v", err)
 	}
+	r.xfDir(fd, d) // XFS attributes after the rest (xflags_run.go)
 }
 
 // dropStaleXattrs removes attributes an earlier session restored on a
