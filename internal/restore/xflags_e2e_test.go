@@ -510,3 +510,44 @@ func TestXFlagsCumulativeKernel(t *testing.T) {
 		t.Errorf("still (kept from level 0) after level 2: %s", a)
 	}
 }
+
+// TestXFlagsWithoutFileSetattr: on kernels without file_setattr a fifo is
+// reached through a descriptor (never a device: those are not opened),
+// and a symlink is reported.
+func TestXFlagsWithoutFileSetattr(t *testing.T) {
+	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools)
+	_, mnt := scratchXFS(t)
+	for _, mk := range []func() error{
+		func() error { return unix.Mkfifo(filepath.Join(mnt, "fifo"), 0o644) },
+		func() error { return os.Symlink("fifo", filepath.Join(mnt, "link")) },
+		func() error { return unix.Mknod(filepath.Join(mnt, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))) },
+	} {
+		if err := mk(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dfd, err := unix.Open(mnt, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dfd)
+	r := &run{}
+	r.xf.noCall.Store(true)
+	want := fsAttr{XFlags: xfNodump, ProjID: 9}
+	io := r.nodeIO(dfd, "fifo")
+	if _, _, fails := applyAttrs(io, nil, want, xfAll, true); len(fails) > 0 {
+		t.Errorf("fifo: %v", fails)
+	}
+	io.close()
+	if got, err := (&pathAttrs{dfd, "fifo"}).get(); err != nil || got.XFlags&xfAll != want.XFlags || got.ProjID != 9 {
+		t.Errorf("fifo has %+v (%v)", got, err)
+	}
+	for _, name := range []string{"link", "null"} {
+		io := r.nodeIO(dfd, name)
+		_, _, fails := applyAttrs(io, nil, want, xfAll, true)
+		io.close()
+		if len(fails) != 2 || !strings.Contains(fails[0], "file_setattr") {
+			t.Errorf("%s: %v", name, fails)
+		}
+	}
+}
