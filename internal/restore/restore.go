@@ -489,6 +489,7 @@ func (r *run) loc(ino uint64) (uint64, string, bool) {
 }
 
 func (r *run) dirMeta(fd int, d *dirNode) {
+	r.xfDirUnlock(fd, d) // a locked directory takes no metadata (xflags_run.go)
 	p := d.path
 	if p == "" {
 		p = "."
@@ -500,7 +501,6 @@ func (r *run) dirMeta(fd int, d *dirNode) {
 		// A directory that was there, or inherited a default ACL.
 		r.dropStaleXattrs(fd, d, true)
 	}
-	r.xfDirUnlock(fd, d) // a locked directory takes no metadata
 	for _, err := range r.t.setFdMeta(fd, d.meta, d.xattrs, false) {
 		r.problem(p, d.ino, "%v", err)
 	}
