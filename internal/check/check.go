@@ -107,6 +107,7 @@ func (c *checker) run() error {
 	c.space = make([]agSpace, c.sb.AGCount)
 	c.prog = newProgress(c.opts.Progress)
 	defer c.prog.done()
+	defer func() { c.fs.LSNHook = nil }()
 	phases := []struct {
 		name string
 		fn   func() error

@@ -26,6 +26,11 @@ func (c *checker) checkLog() error {
 	c.r.LogInfo = st.String()
 	if !st.Zeroed {
 		c.headLSN = ondisk.MakeLSN(st.HeadCycle, st.HeadBlock)
+		c.fs.LSNHook = func(ino uint64, what string, daddr, lsn uint64) {
+			if c.lsnAhead(lsn) {
+				c.r.inof(ino, what, "daddr %d: LSN %s is ahead of the log head %s", daddr, lsnString(lsn), c.headLSN)
+			}
+		}
 	}
 	if st.Torn != nil {
 		c.r.LogInfo += "; torn write: " + st.Torn.Err.Error()

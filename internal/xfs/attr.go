@@ -227,6 +227,7 @@ func (a *attrReader) descend(hash uint32) (uint64, error) {
 		if err != nil {
 			return 0, err
 		}
+		a.fs.noteLSN(a.ip.Ino, "attr node block", daddr, n.Info.LSN)
 		if level >= 0 && int(n.Level) != level-1 || depth >= ondisk.DANodeMaxDepth {
 			return 0, ondisk.Corrupt("da3 node block", a.blockWhere(blk), "level", "level %d below a level-%d node (depth %d)", n.Level, level, depth)
 		}
@@ -257,6 +258,7 @@ func (a *attrReader) leaves(blk uint64, fn func(l *ondisk.Attr3Leaf, idx int) (b
 		if err != nil {
 			return err
 		}
+		a.fs.noteLSN(a.ip.Ino, "attr leaf block", daddr, l.Hdr.Info.LSN)
 		if idx > 0 && uint64(l.Hdr.Info.Back) != prev {
 			return ondisk.Corrupt("attr3 leaf block", a.blockWhere(blk), "back", "%d, but reached from block %d", l.Hdr.Info.Back, prev)
 		}
@@ -296,6 +298,7 @@ func (a *attrReader) remote(e ondisk.AttrLeafEntry) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
+			a.fs.noteLSN(a.ip.Ino, "remote attr value block", sb.FSBToDaddr(p.fsb+i), h.LSN)
 			want := min(vlen-len(val), bs-ondisk.Attr3RmtHdrSize)
 			if int(h.Offset) != len(val) || int(h.Bytes) != want {
 				return nil, ondisk.Corrupt("attr3 remote value block", bw, "offset", "holds %d bytes at value offset %d; value %q expects %d at %d", h.Bytes, h.Offset, e.Name, want, len(val))

@@ -199,6 +199,7 @@ func (w *extentWalker) visit(fsb uint64, level int, key uint64) error {
 	if err != nil {
 		return err
 	}
+	w.fs.noteLSN(w.ip.Ino, "bmbt block", daddr, h.LSN)
 	c := func(f string, a ...any) error { return ondisk.Corrupt("bmbt block", where, "", f, a...) }
 	if h.LeftSib != w.lastBlock[level] {
 		return c("left sibling %d, expected %d", int64(h.LeftSib), int64(w.lastBlock[level]))

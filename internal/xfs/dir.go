@@ -157,6 +157,7 @@ func (f *FS) walkDirBlocks(ip *Inode, fn func(DirEntry) error) error {
 		if err != nil {
 			return err
 		}
+		f.noteLSN(ip.Ino, "directory block", daddr, d.Hdr.LSN)
 		nblocks++
 		for _, e := range d.Entries {
 			if err := fn(DirEntry{Name: e.Name, Ino: e.Ino, Type: f.dirFType(e.FType)}); err != nil {

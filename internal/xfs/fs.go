@@ -16,6 +16,11 @@ type FS struct {
 	Dev  image.Device
 	SB   *ondisk.Superblock
 	name string
+	// LSNHook, when set, sees the LSN of every file-owned metadata block
+	// (directory, attribute, symlink, bmbt) the engine verifies, so a
+	// checker can compare them with the log head. It must be safe for
+	// concurrent use.
+	LSNHook func(ino uint64, what string, daddr, lsn uint64)
 }
 
 // Open opens the image or device at path read-only.
@@ -124,5 +129,11 @@ type prefetcher interface{ WillNeed(off, n int64) error }
 func (f *FS) Prefetch(daddr uint64, n int64) {
 	if p, ok := f.Dev.(prefetcher); ok && n > 0 {
 		p.WillNeed(int64(daddr)<<ondisk.BBShift, n)
+	}
+}
+
+func (f *FS) noteLSN(ino uint64, what string, daddr, lsn uint64) {
+	if f.LSNHook != nil {
+		f.LSNHook(ino, what, daddr, lsn)
 	}
 }

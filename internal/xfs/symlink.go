@@ -78,6 +78,7 @@ func (f *FS) Readlink(ip *Inode) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		f.noteLSN(ip.Ino, "symlink block", daddr, h.LSN)
 		want := min(ondisk.SymlinkBufSpace(len(buf)), size-len(target))
 		if int(h.Offset) != len(target) || int(h.Bytes) != want {
 			return "", ondisk.Corrupt("symlink block", bwhere, "", "header covers bytes %d+%d, expected %d+%d", h.Offset, h.Bytes, len(target), want)
