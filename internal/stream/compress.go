@@ -80,24 +80,43 @@ func (c *compressor) close() {
 	}
 }
 
-// decompressor inflates chunks with a hard output limit.
+// decompressor inflates chunks with a hard output limit. With ra set it
+// hands out chunks that the read-ahead has already inflated on worker
+// goroutines (see readahead.go).
 type decompressor struct {
 	zdec *zstd.Decoder
+	ra   *readAhead
 }
 
 func (d *decompressor) close() {
+	if d.ra != nil {
+		d.ra.close()
+		d.ra = nil
+	}
 	if d.zdec != nil {
 		d.zdec.Close()
+		d.zdec = nil
 	}
 }
 
 var errDecodedSize = errors.New("decompressed size does not match the chunk header")
 
 // decompress inflates stored into dst[:rawLen] (dst must have cap >=
-// rawLen); uncompressed chunks are returned as stored itself.
-// It never produces more than rawLen bytes and recovers from panics in the
-// decompressors (hostile input must not crash the reader).
-func (d *decompressor) decompress(kind Compression, stored []byte, rawLen int, dst []byte) (out []byte, err error) {
+// rawLen); uncompressed chunks are returned as stored itself. The result
+// is valid until the next call. It never produces more than rawLen bytes
+// and recovers from panics in the decompressors (hostile input must not
+// crash the reader).
+func (d *decompressor) decompress(kind Compression, stored []byte, rawLen int, dst []byte) ([]byte, error) {
+	if d.ra != nil {
+		return d.ra.decompress(d, kind, stored, rawLen, dst)
+	}
+	return d.inflate(kind, stored, rawLen, dst)
+}
+
+// inflate is decompress without read-ahead: a pure function of kind,
+// stored and rawLen, so a chunk inflated ahead on another goroutine gives
+// the same bytes and the same error as inflating it in place.
+func (d *decompressor) inflate(kind Compression, stored []byte, rawLen int, dst []byte) (out []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			out, err = nil, fmt.Errorf("%s decompressor failed: %v", kind, r)

@@ -23,6 +23,13 @@ type ReaderOptions struct {
 	// records). It need not match the block size the stream was written
 	// with, but must be a multiple of it for tapes.
 	BlockSize int
+	// ReadAhead is how many chunks are inflated ahead on other goroutines
+	// while the caller consumes the current one: 0 picks 3 × GOMAXPROCS
+	// (4 to 64, and at most 64 MiB of buffers) unless the media headers
+	// say the stream is uncompressed; a negative value inflates every
+	// chunk in place on the caller's goroutine. The results are the same
+	// either way.
+	ReadAhead int
 
 	noCRC      bool // fuzzing: skip CRC checks to reach deeper code
 	noChunkCRC bool // tests: skip only chunk CRCs to exercise record-level resync
@@ -31,6 +38,9 @@ type ReaderOptions struct {
 // ErrNotStream is returned when the input has neither a valid media header
 // nor any valid chunk.
 var ErrNotStream = errors.New("stream: not an xfskit dump stream")
+
+// ErrReaderClosed is returned by a Reader (and its Files) after Close.
+var ErrReaderClosed = errors.New("stream: reader is closed")
 
 // Reader reads a stream record by record. It never panics on bad input; it
 // skips damaged parts, resynchronises on the next good record and lists
@@ -60,6 +70,7 @@ type Reader struct {
 	eofSeen  bool
 	done     bool
 	complete bool
+	closed   bool
 }
 
 // NewReader reads a single-media stream (or the first media file of a
@@ -92,6 +103,9 @@ func NewMediaReader(media []Media, opts ReaderOptions) (*Reader, error) {
 		return nil, err
 	}
 	cs.skipCRC = opts.noCRC || opts.noChunkCRC
+	if opts.ReadAhead > 0 || opts.ReadAhead == 0 && !allUncompressed(cs) {
+		cs.dec.ra = newReadAhead(cs, opts.ReadAhead)
+	}
 	r := &Reader{opts: opts, rr: &recReader{cs: cs, noCRC: opts.noCRC}}
 	rec, err := r.read()
 	if err == io.EOF {
@@ -102,9 +116,11 @@ func NewMediaReader(media []Media, opts ReaderOptions) (*Reader, error) {
 		return r, nil
 	}
 	if err != nil {
+		r.Close()
 		return nil, err
 	}
 	if !cs.anyGood {
+		r.Close()
 		return nil, fmt.Errorf("%w: %s", ErrNotStream, media[0].Name)
 	}
 	if rec.hdr.typ == recHeader {
@@ -118,6 +134,35 @@ func NewMediaReader(media []Media, opts ReaderOptions) (*Reader, error) {
 		r.unread(rec)
 	}
 	return r, nil
+}
+
+// allUncompressed reports whether the media headers say the stream is
+// stored uncompressed (then there is nothing to inflate ahead).
+func allUncompressed(cs *chunkSource) bool {
+	n := 0
+	for _, m := range cs.media {
+		if m.hdrOK {
+			if m.hdr.compression != CompressNone {
+				return false
+			}
+			n++
+		}
+	}
+	return n > 0
+}
+
+// Close stops the read-ahead goroutines and frees their buffers; it does
+// not close the media readers. A Reader that has returned io.EOF has
+// stopped them already, and one that is dropped without Close leaves no
+// goroutine behind once the few chunks queued ahead are done, but Close
+// frees the memory sooner. After Close, Next and NextExtent return
+// ErrReaderClosed.
+func (r *Reader) Close() error {
+	if !r.closed {
+		r.closed = true
+		r.rr.cs.dec.close()
+	}
+	return nil
 }
 
 // Header returns the stream header. ok is false if it was lost to damage.
@@ -173,11 +218,15 @@ func (r *Reader) read() (record, error) {
 		r.peeked = nil
 		return rec, nil
 	}
+	if r.closed {
+		return record{}, ErrReaderClosed
+	}
 	rec, err := r.rr.next()
 	r.collectExtra()
 	if err == io.EOF && !r.eofSeen {
 		r.eofSeen = true
 		r.noteTruncation()
+		r.stopReadAhead()
 	}
 	if err != nil {
 		return rec, err
@@ -330,7 +379,15 @@ func (r *Reader) Next() (Entry, error) {
 			}
 		}
 	}
+	r.stopReadAhead()
 	return nil, io.EOF
+}
+
+// stopReadAhead ends the read-ahead once nothing more will be read.
+func (r *Reader) stopReadAhead() {
+	if ra := r.rr.cs.dec.ra; ra != nil {
+		ra.close()
+	}
 }
 
 func (r *Reader) inodeInDamage(ino uint64) bool {
