@@ -403,3 +403,62 @@ func TestReadAheadBoundedMemory(t *testing.T) {
 		t.Fatalf("%d bytes held", ra.peakHeld)
 	}
 }
+
+// textTree is like benchTree but all of its data is compressible text
+// (closer to what a filesystem dump holds: the bench image's stream
+// compresses to 0.3 of its size).
+func textTree() *tree {
+	tr := benchTree()
+	tr.files = map[uint64]*tfile{}
+	for i := range tr.ops[1:] {
+		f := tr.ops[1+i].file
+		f.meta.Ino = uint64(200 + 2*i) // even: text
+		tr.files[f.meta.Ino] = f
+	}
+	return tr
+}
+
+// BenchmarkReadAhead reads the benchmark streams with read-ahead off and
+// on: half incompressible data (whose zstd blocks inflate at memory speed)
+// and all text.
+func BenchmarkReadAhead(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		tr   *tree
+	}{{"mixed", benchTree()}, {"text", textTree()}} {
+		stream := writeStream(b, tc.tr, WriterOptions{Compression: CompressZstd})
+		for _, ra := range []int{-1, 0} {
+			name := tc.name + "/sequential"
+			if ra == 0 {
+				name = tc.name + "/read-ahead"
+			}
+			b.Run(name, func(b *testing.B) {
+				b.SetBytes(tc.tr.data)
+				b.ReportAllocs()
+				for b.Loop() {
+					r, err := NewReader(bytes.NewReader(stream), ReaderOptions{ReadAhead: ra})
+					if err != nil {
+						b.Fatal(err)
+					}
+					for {
+						e, err := r.Next()
+						if err == io.EOF {
+							break
+						}
+						if f, ok := e.(*File); ok {
+							for {
+								if _, err := f.NextExtent(); err != nil {
+									break
+								}
+							}
+						}
+					}
+					if !r.Complete() {
+						b.Fatal(r.Damage())
+					}
+				}
+				b.ReportMetric(float64(len(stream))/float64(tc.tr.data), "ratio")
+			})
+		}
+	}
+}
