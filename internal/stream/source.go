@@ -314,7 +314,10 @@ func (cs *chunkSource) scan(m *mediaIn) {
 			cs.skip(m, i, "")
 			return
 		}
-		if br.eof || br.err != nil {
+		// At the end of input, b is everything left only when it is shorter
+		// than the window; otherwise a magic straddling the window's end
+		// would be skipped with it.
+		if (br.eof || br.err != nil) && len(b) < readSize {
 			cs.skip(m, len(b), "")
 			return
 		}
