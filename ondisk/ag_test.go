@@ -353,7 +353,7 @@ func TestAGHeaderCorruption(t *testing.T) {
 		{"agi 1", fmt.Sprintf("write -d unlinked[3] %d", sb.AGBlocks<<sb.InoPBLog+5), "unlinked[3]", 2},
 		{"agi 1", "write -d level 12", "level", 2},
 		{"agi 1", "write -d freecount 100", "freecount", 2},
-		{"agi 1", "write -d newino 3", "", 2}, // a hint the kernel ignores: accepted
+		{"agi 1", "write -d newino 3", "", 2},  // a hint the kernel ignores: accepted
 		{"agfl 1", "write -d bno[7] 0", "", 3}, // a stale slot: the kernel accepts any block inside the AG
 		{"agfl 1", fmt.Sprintf("write -d bno[7] %d", sb.AGBlocks+5), "bno[7]", 3},
 		{"agfl 1", "write -d seqno 2", "seqno", 3},
