@@ -21,7 +21,16 @@ for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for fz in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
     echo "fuzz $pkg $fz ($fuzztime)"
-    go test -run "^$" -fuzz "^${fz}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg" >/tmp/xfskit-fuzz.log 2>&1 || { cat /tmp/xfskit-fuzz.log; exit 1; }
+    if ! go test -run "^$" -fuzz "^${fz}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg" >/tmp/xfskit-fuzz.log 2>&1; then
+      # Go's fuzzer can report "context deadline exceeded" when -fuzztime
+      # ends mid-minimisation; a real failure always writes its input.
+      if grep -q "context deadline exceeded" /tmp/xfskit-fuzz.log && ! grep -q "Failing input written" /tmp/xfskit-fuzz.log; then
+        echo "fuzz $fz: stopped at the deadline while minimising (not a failure)"
+        continue
+      fi
+      cat /tmp/xfskit-fuzz.log
+      exit 1
+    fi
   done
 done
 echo "fuzz: all targets ran without failures"
