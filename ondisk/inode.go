@@ -135,10 +135,13 @@ func (t Timestamp) Encode(bigtime bool) uint64 {
 		if sec < 0 {
 			return 0
 		}
-		if uint64(sec) > BigtimeTimeMax {
+		// Anything a 64-bit nanosecond counter holds is kept exactly (it
+		// came from disk); only times past it are clamped, as the kernel does.
+		ns := uint64(t.Nsec % 1e9)
+		if uint64(sec) > (^uint64(0)-ns)/1e9 {
 			return BigtimeTimeMax * 1e9
 		}
-		return uint64(sec)*1e9 + uint64(t.Nsec%1e9)
+		return uint64(sec)*1e9 + ns
 	}
 	sec := t.Sec
 	if sec < LegacyTimeMin {
