@@ -15,12 +15,15 @@ func (u UUID) IsZero() bool { return u == UUID{} }
 // ParseUUID parses the canonical 36-character form.
 func ParseUUID(s string) (UUID, error) {
 	var u UUID
-	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+	if len(s) != 36 {
 		return u, fmt.Errorf("invalid UUID %q", s)
 	}
 	j := 0
 	for i := 0; i < 36; {
-		if s[i] == '-' {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if s[i] != '-' {
+				return u, fmt.Errorf("invalid UUID %q", s)
+			}
 			i++
 			continue
 		}
