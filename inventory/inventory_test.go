@@ -550,3 +550,42 @@ func TestReport(t *testing.T) {
 		t.Errorf("empty JSON report %q", buf.String())
 	}
 }
+
+// TestBeginSessionWithStreams: a session begun with its streams and their
+// first checkpoints is recorded whole, and a failure part-way (here a
+// duplicate stream) records nothing at all, so a dump killed or failing
+// while it begins never leaves a session that cannot be resumed.
+func TestBeginSessionWithStreams(t *testing.T) {
+	d := newDB(t)
+	id := NewSessionID()
+	streams := []Stream{
+		{Index: 0, Count: 2, Dest: "/b/s0", Checkpoint: &Checkpoint{Data: []byte("state 0")}},
+		{Index: 1, Count: 2, Dest: "/b/s1", Checkpoint: &Checkpoint{Data: []byte("state 1")}},
+	}
+	mustNil(t, d.BeginSession(SessionInfo{ID: id, FSUUID: fsA, Streams: streams}))
+	cps, err := d.Checkpoints(id)
+	if err != nil || len(cps) != 2 || string(cps[0].Data) != "state 0" || string(cps[1].Data) != "state 1" || cps[1].Stream != 1 {
+		t.Fatalf("checkpoints %+v %v", cps, err)
+	}
+	ss, err := d.Sessions(Filter{})
+	if err != nil || len(ss) != 1 || len(ss[0].Streams) != 2 || ss[0].Streams[1].Dest != "/b/s1" || ss[0].Status != StatusInProgress {
+		t.Fatalf("sessions %+v %v", ss, err)
+	}
+
+	bad := NewSessionID()
+	dup := []Stream{streams[0], streams[0]}
+	if err := d.BeginSession(SessionInfo{ID: bad, FSUUID: fsA, Streams: dup}); err == nil || !strings.Contains(err.Error(), "already recorded") {
+		t.Fatalf("duplicate stream: %v", err)
+	}
+	for _, table := range []string{"sessions", "streams", "checkpoints"} {
+		col := "session_id"
+		if table == "sessions" {
+			col = "id"
+		}
+		var n int
+		mustNil(t, d.db.QueryRow(`SELECT count(*) FROM `+table+` WHERE `+col+` = ?`, bad).Scan(&n))
+		if n != 0 {
+			t.Errorf("failed begin left %d rows in %s", n, table)
+		}
+	}
+}

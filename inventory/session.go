@@ -57,6 +57,16 @@ type SessionInfo struct {
 	Label       string    // session label (-L)
 	Start       time.Time // start time; zero means now
 	Compression string    // compression method, "" for none
+	// Streams are recorded in the same transaction as the session, each
+	// with its Checkpoint (Data included) if not nil, so that a dump
+	// killed at any moment leaves either no session or one that -R can
+	// resume.
+	Streams []Stream
+}
+
+// execer is what *sql.DB and *sql.Tx share.
+type execer interface {
+	Exec(query string, args ...any) (sql.Result, error)
 }
 
 // Session is a dump session as recorded, with its streams.
@@ -213,7 +223,22 @@ func (d *DB) BeginSession(s SessionInfo) error {
 		if isDup(err) {
 			return errors.New("session already exists")
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		for _, st := range s.Streams {
+			st.SessionID = id
+			if err := addStream(tx, st); err != nil {
+				return err
+			}
+			if c := st.Checkpoint; c != nil {
+				c.SessionID, c.Stream = id, st.Index
+				if err := checkpoint(tx, *c); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return d.err(op, err)
@@ -223,32 +248,36 @@ func (d *DB) BeginSession(s SessionInfo) error {
 
 // AddStream records stream s.Index (of s.Count) of session s.SessionID.
 func (d *DB) AddStream(s Stream) error {
-	op := fmt.Sprintf("add stream %d of session %s", s.Index, s.SessionID)
+	if err := addStream(d.db, s); err != nil {
+		return d.err(fmt.Sprintf("add stream %d of session %s", s.Index, s.SessionID), err)
+	}
+	return nil
+}
+
+func addStream(x execer, s Stream) error {
 	id, err := canonUUID("session ID", s.SessionID)
 	if err != nil {
-		return d.err(op, err)
+		return err
 	}
 	if s.Index < 0 || s.Count <= s.Index {
-		return d.err(op, fmt.Errorf("stream index %d not in 0..%d", s.Index, s.Count-1))
+		return fmt.Errorf("stream index %d not in 0..%d", s.Index, s.Count-1)
 	}
 	st := s.Status
 	if st == "" {
 		st = StatusInProgress
 	}
 	if !st.valid() {
-		return d.err(op, fmt.Errorf("bad status %q", st))
+		return fmt.Errorf("bad status %q", st)
 	}
-	_, err = d.db.Exec(`INSERT INTO streams(session_id, idx, count, dest, media_label, bytes, status)
+	_, err = x.Exec(`INSERT INTO streams(session_id, idx, count, dest, media_label, bytes, status)
 		VALUES(?, ?, ?, ?, ?, ?, ?)`, id, s.Index, s.Count, s.Dest, s.MediaLabel, s.Bytes, string(st))
 	switch {
 	case isFK(err):
-		return d.err(op, fmt.Errorf("session: %w", ErrNotFound))
+		return fmt.Errorf("session: %w", ErrNotFound)
 	case isDup(err):
-		return d.err(op, errors.New("stream already recorded"))
-	case err != nil:
-		return d.err(op, err)
+		return fmt.Errorf("stream %d already recorded", s.Index)
 	}
-	return nil
+	return err
 }
 
 // UpdateStream sets the byte count and status of a stream.
@@ -299,23 +328,26 @@ func (d *DB) AddMediaFile(m MediaFile) error {
 // Checkpoint records the resume point of one stream, replacing the previous
 // one (upsert; one atomic statement). The stream must have been added.
 func (d *DB) Checkpoint(c Checkpoint) error {
-	op := fmt.Sprintf("checkpoint stream %d of session %s", c.Stream, c.SessionID)
+	if err := checkpoint(d.db, c); err != nil {
+		return d.err(fmt.Sprintf("checkpoint stream %d of session %s", c.Stream, c.SessionID), err)
+	}
+	return nil
+}
+
+func checkpoint(x execer, c Checkpoint) error {
 	id, err := canonUUID("session ID", c.SessionID)
 	if err != nil {
-		return d.err(op, err)
+		return err
 	}
-	_, err = d.db.Exec(`INSERT INTO checkpoints(session_id, stream_idx, last_ino, offset, data, time_ns)
+	_, err = x.Exec(`INSERT INTO checkpoints(session_id, stream_idx, last_ino, offset, data, time_ns)
 		VALUES(?, ?, ?, ?, ?, ?)
 		ON CONFLICT(session_id, stream_idx) DO UPDATE SET last_ino = excluded.last_ino,
 			offset = excluded.offset, data = excluded.data, time_ns = excluded.time_ns`,
 		id, c.Stream, int64(c.LastIno), c.Offset, c.Data, nsOrNow(c.Time))
 	if isFK(err) {
-		return d.err(op, fmt.Errorf("stream: %w", ErrNotFound))
+		return fmt.Errorf("stream: %w", ErrNotFound)
 	}
-	if err != nil {
-		return d.err(op, err)
-	}
-	return nil
+	return err
 }
 
 // LatestCheckpoint returns the last checkpoint recorded for a stream, or

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -18,7 +17,6 @@ import (
 
 func main() {
 	var asJSON, quiet, noProgress bool
-	var cpuprofile string
 	cmd := &cobra.Command{
 		Use:   "check [options] IMAGE",
 		Short: "Verify all metadata of an unmounted XFS image or device (read-only)",
@@ -29,14 +27,6 @@ Exit status: 0 clean, 1 corruption found, 2 the log is dirty (mount the
 filesystem to replay it), 3 usage error, 4 I/O error.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if cpuprofile != "" {
-				f, err := os.Create(cpuprofile)
-				if err != nil {
-					return err
-				}
-				pprof.StartCPUProfile(f)
-				defer pprof.StopCPUProfile()
-			}
 			// The checker keeps metadata, not data: trading some memory for
 			// fewer collections is worth a good share of the run time.
 			debug.SetGCPercent(400)
@@ -68,8 +58,6 @@ filesystem to replay it), 3 usage error, 4 I/O error.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print findings as JSON")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print findings only, no summary")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "no progress display")
-	cmd.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile to this file")
-	cmd.Flags().MarkHidden("cpuprofile")
 	cli.Main(cmd, cli.ExitUsage)
 }
 

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,7 +25,7 @@ import (
 func main() {
 	var opts restore.Options
 	var noOwner, sameOwner, asJSON, quiet, noProgress bool
-	var owner, group, cpuprofile string
+	var owner, group string
 	cmd := &cobra.Command{
 		Use:   "restore [options] -f SRC... DEST",
 		Short: "Restore xfskit dump streams into a directory",
@@ -63,14 +62,6 @@ stderr) or the restore could not run, 3 usage error.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if cpuprofile != "" {
-				f, err := os.Create(cpuprofile)
-				if err != nil {
-					return err
-				}
-				pprof.StartCPUProfile(f)
-				defer pprof.StopCPUProfile()
-			}
 			if len(opts.Sources) == 0 {
 				return cli.Usagef("no source given: use -f SRC (one per stream)")
 			}
@@ -154,8 +145,6 @@ stderr) or the restore could not run, 3 usage error.`,
 	f.BoolVar(&asJSON, "json", false, "print the result (or the table of contents) as JSON")
 	f.BoolVarP(&quiet, "quiet", "q", false, "print problems only, no summary")
 	f.BoolVar(&noProgress, "no-progress", false, "no progress display")
-	f.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile to this file")
-	f.MarkHidden("cpuprofile")
 	cli.Main(cmd, cli.ExitUsage)
 }
 

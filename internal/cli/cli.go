@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -44,10 +45,13 @@ func Exitf(code int, format string, args ...any) error {
 
 // Main runs cmd and exits the process with the right status. Usage errors
 // (bad flags, wrong argument count) exit with usageCode.
+// Every tool gets a hidden --cpuprofile FILE for benchmarking.
 func Main(cmd *cobra.Command, usageCode int) {
 	cmd.SilenceUsage = true
 	cmd.SilenceErrors = true
+	stop := profile(cmd)
 	err := cmd.Execute()
+	stop()
 	if err == nil {
 		os.Exit(ExitOK)
 	}
@@ -64,6 +68,34 @@ func Main(cmd *cobra.Command, usageCode int) {
 		os.Exit(usageCode)
 	}
 	os.Exit(ExitGenericErr)
+}
+
+// profile adds the hidden --cpuprofile flag to cmd; the returned function
+// ends the profile, if one was started.
+func profile(cmd *cobra.Command) func() {
+	var path string
+	cmd.PersistentFlags().StringVar(&path, "cpuprofile", "", "write a CPU profile to this file")
+	cmd.PersistentFlags().MarkHidden("cpuprofile")
+	stop := func() {}
+	prev := cmd.PersistentPreRunE
+	cmd.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		if path != "" {
+			f, err := os.Create(path)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				return err
+			}
+			stop = func() { pprof.StopCPUProfile(); f.Close() }
+		}
+		if prev != nil {
+			return prev(c, args)
+		}
+		return nil
+	}
+	return func() { stop() }
 }
 
 // UsageError marks an error as a usage error.

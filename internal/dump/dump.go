@@ -197,20 +197,17 @@ func (d *dumper) fresh(ctx context.Context, fp string) (*Result, error) {
 	if err := d.db.RecordFilesystem(inventory.Filesystem{UUID: fsUUID, Label: d.fs.SB.Label(), Source: o.Image}); err != nil {
 		return nil, err
 	}
-	err = d.db.BeginSession(inventory.SessionInfo{ID: d.session, FSUUID: fsUUID, Level: o.Level, BaseID: res.BaseID,
-		Subtrees: subtrees, Label: o.SessionLabel, Start: start, Compression: comp.String()})
-	if err != nil {
-		return nil, err
-	}
+	// The session, its streams and their resume state are recorded in
+	// one transaction: a kill at any moment leaves nothing or a session
+	// -R can continue.
+	info := inventory.SessionInfo{ID: d.session, FSUUID: fsUUID, Level: o.Level, BaseID: res.BaseID,
+		Subtrees: subtrees, Label: o.SessionLabel, Start: start, Compression: comp.String()}
 	for _, r := range runs {
-		err := d.db.AddStream(inventory.Stream{SessionID: d.session, Index: r.st.Index, Count: r.st.Count, Dest: r.st.Dest, MediaLabel: r.st.MediaLabel})
-		if err == nil {
-			err = d.db.Checkpoint(inventory.Checkpoint{SessionID: d.session, Stream: r.st.Index, Data: r.data})
-		}
-		if err != nil {
-			d.db.MarkInterrupted(d.session, inventory.Counts{})
-			return nil, err
-		}
+		info.Streams = append(info.Streams, inventory.Stream{Index: r.st.Index, Count: r.st.Count, Dest: r.st.Dest,
+			MediaLabel: r.st.MediaLabel, Checkpoint: &inventory.Checkpoint{Data: r.data}})
+	}
+	if err := d.db.BeginSession(info); err != nil {
+		return nil, err
 	}
 	res.SessionID = d.session
 	return d.run(ctx, res, runs)
