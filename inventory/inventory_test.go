@@ -340,9 +340,9 @@ func TestChain(t *testing.T) {
 	if len(c) != 3 || c[0].ID != ids[0] || c[1].ID != ids[1] || c[2].ID != ids[2] {
 		t.Errorf("chain %v", c)
 	}
-	n, err := d.Prune(Filter{Level: AtLevel(0), Status: StatusInProgress})
-	if err != nil || n != 1 {
-		t.Fatalf("prune level 0: %d %v", n, err)
+	pruned, err := d.Prune(Filter{Level: AtLevel(0), Status: StatusInProgress})
+	if err != nil || len(pruned) != 1 || pruned[0] != ids[0] {
+		t.Fatalf("prune level 0: %v %v", pruned, err)
 	}
 	if _, err := d.Chain(ids[2]); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), ids[0]) {
 		t.Errorf("chain with pruned base: %v", err)
@@ -457,9 +457,13 @@ func TestPruneCascades(t *testing.T) {
 	if _, err := d.Prune(Filter{}); err == nil {
 		t.Error("empty filter accepted")
 	}
-	n, err := d.Prune(Filter{Until: at(5)})
-	if err != nil || n != 2 {
-		t.Fatalf("Prune = %d, %v; want 2", n, err)
+	cands, err := d.PruneCandidates(Filter{Until: at(5)})
+	if err != nil || len(cands) != 2 || cands[0].ID != old1 || cands[1].ID != old2 {
+		t.Fatalf("PruneCandidates = %+v, %v; want %s, %s", cands, err, old1, old2)
+	}
+	pruned, err := d.Prune(Filter{Until: at(5)})
+	if err != nil || len(pruned) != 2 || pruned[0] != old1 || pruned[1] != old2 {
+		t.Fatalf("Prune = %v, %v; want %s, %s", pruned, err, old1, old2)
 	}
 	for _, id := range []string{old1, old2} {
 		var c int
@@ -479,9 +483,9 @@ func TestPruneCascades(t *testing.T) {
 		}
 	}
 	// In-progress sessions go only when asked for explicitly.
-	n, err = d.Prune(Filter{Until: at(5), Status: StatusInProgress})
-	if err != nil || n != 1 || count(t, d, "streams", running) != 0 {
-		t.Errorf("prune in-progress: %d %v", n, err)
+	pruned, err = d.Prune(Filter{Until: at(5), Status: StatusInProgress})
+	if err != nil || len(pruned) != 1 || pruned[0] != running || count(t, d, "streams", running) != 0 {
+		t.Errorf("prune in-progress: %v %v", pruned, err)
 	}
 	// Filesystems stay; the kept session is intact.
 	if s, err := d.Session(keep); err != nil || len(s.Streams) != 2 {

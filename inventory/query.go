@@ -168,37 +168,74 @@ func (d *DB) Chain(id string) ([]Session, error) {
 }
 
 // Prune deletes the sessions matching f together with their streams, media
-// files and checkpoints, in one transaction, and returns how many sessions
-// it deleted. Pruning "older than t" is Prune(Filter{Until: t}). An empty
-// filter is refused, and sessions still in progress are kept unless
-// f.Status is StatusInProgress. Filesystem records are kept. Sessions whose
-// base is pruned keep its ID in BaseID.
-func (d *DB) Prune(f Filter) (int, error) {
+// files and checkpoints, in one transaction, and returns the IDs of the
+// sessions it deleted, oldest first. Pruning "older than t" is
+// Prune(Filter{Until: t}). An empty filter is refused, and sessions still
+// in progress are kept unless f.Status is StatusInProgress. Filesystem
+// records are kept. Sessions whose base is pruned keep its ID in BaseID.
+func (d *DB) Prune(f Filter) ([]string, error) {
 	op := "prune"
 	if f.empty() {
-		return 0, d.err(op, errors.New("refusing to prune with an empty filter"))
+		return nil, d.err(op, errors.New("refusing to prune with an empty filter"))
 	}
-	w, args, err := f.where()
+	w, args, err := f.pruneWhere()
 	if err != nil {
-		return 0, d.err(op, err)
+		return nil, d.err(op, err)
 	}
-	if f.Status == "" {
-		w += " AND s.status != ?"
-		args = append(args, string(StatusInProgress))
-	}
-	var n int64
+	var ids []string
 	err = d.inTx(context.Background(), func(tx *sql.Tx) error {
-		r, err := tx.Exec(`DELETE FROM sessions WHERE id IN (SELECT s.id FROM sessions s WHERE `+w+`)`, args...)
+		rows, err := tx.Query(`SELECT s.id FROM sessions s WHERE `+w+` ORDER BY s.start_ns, s.seq`, args...)
 		if err != nil {
 			return err
 		}
-		n, err = r.RowsAffected()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.Exec(`DELETE FROM sessions WHERE id IN (SELECT s.id FROM sessions s WHERE `+w+`)`, args...)
 		return err
 	})
 	if err != nil {
-		return 0, d.err(op, err)
+		return nil, d.err(op, err)
 	}
-	return int(n), nil
+	return ids, nil
+}
+
+// PruneCandidates returns the sessions Prune(f) would delete, oldest
+// first, without deleting them.
+func (d *DB) PruneCandidates(f Filter) ([]Session, error) {
+	op := "prune"
+	if f.empty() {
+		return nil, d.err(op, errors.New("refusing to prune with an empty filter"))
+	}
+	w, args, err := f.pruneWhere()
+	if err != nil {
+		return nil, d.err(op, err)
+	}
+	ss, err := d.query(w, args, "ASC", 0)
+	if err != nil {
+		return nil, d.err(op, err)
+	}
+	return ss, nil
+}
+
+// pruneWhere is f's condition for pruning: sessions in progress are
+// excluded unless f asks for them by status.
+func (f Filter) pruneWhere() (string, []any, error) {
+	w, args, err := f.where()
+	if err == nil && f.Status == "" {
+		w += " AND s.status != ?"
+		args = append(args, string(StatusInProgress))
+	}
+	return w, args, err
 }
 
 // query loads the sessions matching where (over sessions s), ordered by

@@ -26,13 +26,14 @@ func main() {
 	var (
 		o                        dump.Options
 		list, asJSON, quiet      bool
+		prune, dryRun            bool
 		noProgress               bool
 		mediaSize, blockSize     string
 		chunkSize                string
 		fsUUID, since, until, st string
 	)
 	cmd := &cobra.Command{
-		Use:   "dump [options] -f DEST IMAGE\n  dump -R [options] IMAGE\n  dump -I [filters] [IMAGE]",
+		Use:   "dump [options] -f DEST IMAGE\n  dump -R [options] IMAGE\n  dump -I [filters] [IMAGE]\n  dump --prune [filters] [IMAGE]",
 		Short: "Back up an unmounted XFS filesystem image or device into dump streams",
 		Long: `dump reads an XFS v5 image or unmounted block device directly (read-only; no
 mount, no root needed) and writes a dump stream per -f destination.
@@ -49,16 +50,28 @@ stream into media files DEST.000, DEST.001, ...
 
 A dump refuses an image whose log is dirty: mount and unmount it first.
 
+Inventory: -I lists the recorded sessions; --prune deletes the sessions
+matching the same filters (what xfsinvutil does; e.g. --prune --until
+2026-01-01), keeping sessions in progress unless --status in-progress is
+given, and prints what it deleted (--dry-run: what it would delete). Dump
+streams themselves are not touched.
+
 Exit status: 0 success, 1 error (or some inodes could not be dumped),
 2 dirty log, 3 usage error.`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if list {
+			if list || prune {
 				return cobra.MaximumNArgs(1)(cmd, args)
 			}
 			return cobra.ExactArgs(1)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if list {
+			if list && prune {
+				return cli.Usagef("-I and --prune cannot be combined")
+			}
+			if dryRun && !prune {
+				return cli.Usagef("--dry-run goes with --prune")
+			}
+			if list || prune {
 				lo := dump.ListOptions{Inventory: o.Inventory, FSUUID: fsUUID, Status: st, JSON: asJSON}
 				if len(args) == 1 {
 					lo.Image = args[0]
@@ -72,6 +85,9 @@ Exit status: 0 success, 1 error (or some inodes could not be dumped),
 				}
 				if lo.Until, err = parseTime(until); err != nil {
 					return cli.Usagef("--until: %v", err)
+				}
+				if prune {
+					return exitFor(dump.Prune(os.Stdout, lo, dryRun))
 				}
 				return exitFor(dump.List(os.Stdout, lo))
 			}
@@ -131,11 +147,13 @@ Exit status: 0 success, 1 error (or some inodes could not be dumped),
 	f.StringVar(&chunkSize, "chunk-size", "", "compression chunk size (64k-8m, default 1m)")
 	f.BoolVarP(&o.Resume, "resume", "R", false, "resume the most recent interrupted dump session of IMAGE")
 	f.BoolVarP(&list, "inventory-list", "I", false, "list the dump sessions in the inventory (filters: -l, --fs-uuid, --since, --until, --status, IMAGE)")
+	f.BoolVar(&prune, "prune", false, "delete the sessions matching the -I filters from the inventory (needs a filter)")
+	f.BoolVar(&dryRun, "dry-run", false, "with --prune: print what would be deleted, delete nothing")
 	f.StringVar(&o.Inventory, "inventory", "", "inventory database (default /var/lib/xfskit/inventory.db as root, else under $XDG_DATA_HOME)")
-	f.StringVar(&fsUUID, "fs-uuid", "", "with -I: only this filesystem")
-	f.StringVar(&since, "since", "", "with -I: sessions started at or after this time (RFC 3339 or YYYY-MM-DD)")
-	f.StringVar(&until, "until", "", "with -I: sessions started before this time")
-	f.StringVar(&st, "status", "", "with -I: complete, interrupted or in-progress")
+	f.StringVar(&fsUUID, "fs-uuid", "", "with -I/--prune: only this filesystem")
+	f.StringVar(&since, "since", "", "with -I/--prune: sessions started at or after this time (RFC 3339 or YYYY-MM-DD)")
+	f.StringVar(&until, "until", "", "with -I/--prune: sessions started before this time")
+	f.StringVar(&st, "status", "", "with -I/--prune: complete, interrupted or in-progress")
 	f.BoolVar(&asJSON, "json", false, "print the result (or the -I listing) as JSON")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no summary, no progress")
 	f.BoolVar(&noProgress, "no-progress", false, "no progress bars")

@@ -120,6 +120,39 @@ func TestCommandLine(t *testing.T) {
 	if _, e, code := run(bin, "-I", "--status", "bogus", "--inventory", inv); code != 3 {
 		t.Fatalf("-I --status bogus: exit %d %s", code, e)
 	}
+	// --prune: refused without a filter or with -I; --dry-run deletes
+	// nothing; then the level-1 session goes and the level-0 one stays.
+	for _, args := range [][]string{{"--prune"}, {"--prune", "-I", "-l", "1"}, {"--dry-run", "-I"}} {
+		if _, e, code := run(bin, append(args, "--inventory", inv)...); code != 3 || e == "" {
+			t.Errorf("%v: exit %d (want 3), stderr %q", args, code, e)
+		}
+	}
+	sessions := func() []string {
+		out, _, code := run(bin, "-I", "--json", "--inventory", inv)
+		var l struct{ Sessions []struct{ ID string } }
+		if err := json.Unmarshal([]byte(out), &l); err != nil || code != 0 {
+			t.Fatalf("-I --json: exit %d: %v\n%s", code, err, out)
+		}
+		var ids []string
+		for _, s := range l.Sessions {
+			ids = append(ids, s.ID)
+		}
+		return ids
+	}
+	if got := sessions(); len(got) != 2 {
+		t.Fatalf("sessions before pruning: %v", got)
+	}
+	out, _, code = run(bin, "--prune", "--dry-run", "-l", "1", "--inventory", inv, img)
+	if code != 0 || strings.Count(out, "session id:") != 1 || len(sessions()) != 2 {
+		t.Fatalf("--prune --dry-run: exit %d, sessions %v:\n%s", code, sessions(), out)
+	}
+	out, _, code = run(bin, "--prune", "--json", "-l", "1", "--inventory", inv)
+	if err := json.Unmarshal([]byte(out), &list); err != nil || code != 0 || len(list.Sessions) != 1 || list.Sessions[0].Level != 1 {
+		t.Fatalf("--prune -l 1: exit %d: %v\n%s", code, err, out)
+	}
+	if got := sessions(); len(got) != 1 || got[0] != res.SessionID {
+		t.Fatalf("after pruning level 1: %v, want only %s", got, res.SessionID)
+	}
 	// Nothing to resume: a clear error, exit 1.
 	if _, e, code := run(bin, "-R", "--inventory", inv, img); code != 1 || !strings.Contains(e, "no interrupted") {
 		t.Fatalf("-R with nothing to resume: exit %d: %s", code, e)
