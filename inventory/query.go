@@ -174,13 +174,9 @@ func (d *DB) Chain(id string) ([]Session, error) {
 // in progress are kept unless f.Status is StatusInProgress. Filesystem
 // records are kept. Sessions whose base is pruned keep its ID in BaseID.
 func (d *DB) Prune(f Filter) ([]string, error) {
-	op := "prune"
-	if f.empty() {
-		return nil, d.err(op, errors.New("refusing to prune with an empty filter"))
-	}
-	w, args, err := f.pruneWhere()
+	w, args, err := d.pruneWhere(f)
 	if err != nil {
-		return nil, d.err(op, err)
+		return nil, err
 	}
 	var ids []string
 	err = d.inTx(context.Background(), func(tx *sql.Tx) error {
@@ -204,7 +200,7 @@ func (d *DB) Prune(f Filter) ([]string, error) {
 		return err
 	})
 	if err != nil {
-		return nil, d.err(op, err)
+		return nil, d.err("prune", err)
 	}
 	return ids, nil
 }
@@ -212,30 +208,32 @@ func (d *DB) Prune(f Filter) ([]string, error) {
 // PruneCandidates returns the sessions Prune(f) would delete, oldest
 // first, without deleting them.
 func (d *DB) PruneCandidates(f Filter) ([]Session, error) {
-	op := "prune"
-	if f.empty() {
-		return nil, d.err(op, errors.New("refusing to prune with an empty filter"))
-	}
-	w, args, err := f.pruneWhere()
+	w, args, err := d.pruneWhere(f)
 	if err != nil {
-		return nil, d.err(op, err)
+		return nil, err
 	}
 	ss, err := d.query(w, args, "ASC", 0)
 	if err != nil {
-		return nil, d.err(op, err)
+		return nil, d.err("prune", err)
 	}
 	return ss, nil
 }
 
-// pruneWhere is f's condition for pruning: sessions in progress are
-// excluded unless f asks for them by status.
-func (f Filter) pruneWhere() (string, []any, error) {
+// pruneWhere is f's condition for pruning: an empty filter is refused, and
+// sessions in progress are excluded unless f asks for them by status.
+func (d *DB) pruneWhere(f Filter) (string, []any, error) {
+	if f.empty() {
+		return "", nil, d.err("prune", errors.New("refusing to prune with an empty filter"))
+	}
 	w, args, err := f.where()
-	if err == nil && f.Status == "" {
+	if err != nil {
+		return "", nil, d.err("prune", err)
+	}
+	if f.Status == "" {
 		w += " AND s.status != ?"
 		args = append(args, string(StatusInProgress))
 	}
-	return w, args, err
+	return w, args, nil
 }
 
 // query loads the sessions matching where (over sessions s), ordered by

@@ -1,47 +1,23 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"xfskit/internal/clitest"
 
 	"xfskit/internal/oracle"
 	"xfskit/internal/stream"
 )
-
-func binary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "dump")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func run(bin string, args ...string) (string, string, int) {
-	cmd := exec.Command(bin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		code = -1
-	}
-	return out.String(), errb.String(), code
-}
 
 // TestCommandLine runs the command as a user would: usage errors exit 3,
 // a dump with --json reports what the stream holds, -f - writes the
 // stream to stdout, -I lists the sessions (also as JSON and filtered).
 func TestCommandLine(t *testing.T) {
 	img := oracle.Corpus(t, oracle.CorpusOptions{})
-	bin := binary(t)
+	bin := clitest.Build(t, ".", "dump")
 	dir := t.TempDir()
 	inv := filepath.Join(dir, "inv.db")
 	for _, args := range [][]string{
@@ -55,12 +31,12 @@ func TestCommandLine(t *testing.T) {
 		{"-f", "-", "--json", img},
 		{"-s", "../etc", "-f", filepath.Join(dir, "x"), "--inventory", inv, img},
 	} {
-		if _, e, code := run(bin, args...); code != 3 || e == "" {
+		if _, e, code := clitest.Run(bin, args...); code != 3 || e == "" {
 			t.Errorf("%v: exit %d (want 3), stderr %q", args, code, e)
 		}
 	}
 	s0 := filepath.Join(dir, "s0")
-	out, e, code := run(bin, "--json", "-L", "lbl", "-M", "med", "-f", s0, "--inventory", inv, img)
+	out, e, code := clitest.Run(bin, "--json", "-L", "lbl", "-M", "med", "-f", s0, "--inventory", inv, img)
 	if code != 0 {
 		t.Fatalf("dump: exit %d: %s", code, e)
 	}
@@ -83,7 +59,7 @@ func TestCommandLine(t *testing.T) {
 	}
 
 	// -f - : the stream goes to stdout, the summary to stderr.
-	out, e, code = run(bin, "-l", "1", "-f", "-", "--inventory", inv, img)
+	out, e, code = clitest.Run(bin, "-l", "1", "-f", "-", "--inventory", inv, img)
 	if code != 0 || !strings.Contains(e, "level 1") {
 		t.Fatalf("dump to stdout: exit %d: %s", code, e)
 	}
@@ -96,11 +72,11 @@ func TestCommandLine(t *testing.T) {
 	}
 
 	// -I, text and JSON, with filters.
-	out, _, code = run(bin, "-I", "--inventory", inv)
+	out, _, code = clitest.Run(bin, "-I", "--inventory", inv)
 	if code != 0 || !strings.Contains(out, res.SessionID) || !strings.Contains(out, `"lbl"`) {
 		t.Fatalf("-I: exit %d:\n%s", code, out)
 	}
-	out, _, code = run(bin, "-I", "--json", "-l", "1", "--inventory", inv, img)
+	out, _, code = clitest.Run(bin, "-I", "--json", "-l", "1", "--inventory", inv, img)
 	var list struct {
 		Sessions []struct {
 			ID    string
@@ -113,22 +89,22 @@ func TestCommandLine(t *testing.T) {
 	if len(list.Sessions) != 1 || list.Sessions[0].Level != 1 {
 		t.Fatalf("-I -l 1: %+v", list)
 	}
-	out, _, _ = run(bin, "-I", "--json", "--status", "interrupted", "--inventory", inv)
+	out, _, _ = clitest.Run(bin, "-I", "--json", "--status", "interrupted", "--inventory", inv)
 	if !strings.Contains(out, `"sessions": []`) {
 		t.Fatalf("-I --status interrupted: %s", out)
 	}
-	if _, e, code := run(bin, "-I", "--status", "bogus", "--inventory", inv); code != 3 {
+	if _, e, code := clitest.Run(bin, "-I", "--status", "bogus", "--inventory", inv); code != 3 {
 		t.Fatalf("-I --status bogus: exit %d %s", code, e)
 	}
 	// --prune: refused without a filter or with -I; --dry-run deletes
 	// nothing; then the level-1 session goes and the level-0 one stays.
 	for _, args := range [][]string{{"--prune"}, {"--prune", "-I", "-l", "1"}, {"--dry-run", "-I"}} {
-		if _, e, code := run(bin, append(args, "--inventory", inv)...); code != 3 || e == "" {
+		if _, e, code := clitest.Run(bin, append(args, "--inventory", inv)...); code != 3 || e == "" {
 			t.Errorf("%v: exit %d (want 3), stderr %q", args, code, e)
 		}
 	}
 	sessions := func() []string {
-		out, _, code := run(bin, "-I", "--json", "--inventory", inv)
+		out, _, code := clitest.Run(bin, "-I", "--json", "--inventory", inv)
 		var l struct{ Sessions []struct{ ID string } }
 		if err := json.Unmarshal([]byte(out), &l); err != nil || code != 0 {
 			t.Fatalf("-I --json: exit %d: %v\n%s", code, err, out)
@@ -142,11 +118,11 @@ func TestCommandLine(t *testing.T) {
 	if got := sessions(); len(got) != 2 {
 		t.Fatalf("sessions before pruning: %v", got)
 	}
-	out, _, code = run(bin, "--prune", "--dry-run", "-l", "1", "--inventory", inv, img)
+	out, _, code = clitest.Run(bin, "--prune", "--dry-run", "-l", "1", "--inventory", inv, img)
 	if code != 0 || strings.Count(out, "session id:") != 1 || len(sessions()) != 2 {
 		t.Fatalf("--prune --dry-run: exit %d, sessions %v:\n%s", code, sessions(), out)
 	}
-	out, _, code = run(bin, "--prune", "--json", "-l", "1", "--inventory", inv)
+	out, _, code = clitest.Run(bin, "--prune", "--json", "-l", "1", "--inventory", inv)
 	if err := json.Unmarshal([]byte(out), &list); err != nil || code != 0 || len(list.Sessions) != 1 || list.Sessions[0].Level != 1 {
 		t.Fatalf("--prune -l 1: exit %d: %v\n%s", code, err, out)
 	}
@@ -154,7 +130,7 @@ func TestCommandLine(t *testing.T) {
 		t.Fatalf("after pruning level 1: %v, want only %s", got, res.SessionID)
 	}
 	// Nothing to resume: a clear error, exit 1.
-	if _, e, code := run(bin, "-R", "--inventory", inv, img); code != 1 || !strings.Contains(e, "no interrupted") {
+	if _, e, code := clitest.Run(bin, "-R", "--inventory", inv, img); code != 1 || !strings.Contains(e, "no interrupted") {
 		t.Fatalf("-R with nothing to resume: exit %d: %s", code, e)
 	}
 }

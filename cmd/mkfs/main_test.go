@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"io"
 	"os"
@@ -9,37 +8,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"xfskit/internal/clitest"
 
 	"xfskit/internal/oracle"
 )
 
-// binary builds the command once per test run.
-func binary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mkfs")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 func run(bin string, env []string, args ...string) (string, string, int) {
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		code = -1
-	}
-	return out.String(), errb.String(), code
+	return clitest.Opts{Env: env}.Run(bin, args...)
 }
 
 func TestCommandLine(t *testing.T) {
-	bin := binary(t)
+	bin := clitest.Build(t, ".", "mkfs")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "a.img")
 

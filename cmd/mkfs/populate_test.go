@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"xfskit/internal/clitest"
 
 	"golang.org/x/sys/unix"
 
@@ -13,7 +14,7 @@ import (
 
 // TestPopulateFlags runs -p and its options through the command line.
 func TestPopulateFlags(t *testing.T) {
-	bin := binary(t)
+	bin := clitest.Build(t, ".", "mkfs")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
 	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o755); err != nil {

@@ -1,41 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"xfskit/internal/clitest"
 
 	"xfskit/internal/oracle"
 )
 
-func build(t *testing.T, pkg, name string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), name)
-	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-	}
-	return bin
-}
-
 func run(stdin []byte, bin string, args ...string) (string, string, int) {
-	cmd := exec.Command(bin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		code = -1
-	}
-	return out.String(), errb.String(), code
+	return clitest.Opts{Stdin: stdin}.Run(bin, args...)
 }
 
 // TestCommandLine runs restore as a user would: usage errors exit 3, a
@@ -47,8 +24,8 @@ func TestCommandLine(t *testing.T) {
 	// Restores go to XFS, which holds every attribute the corpus has.
 	x := oracle.Mount(t, oracle.Mkfs(t, "1g"), false)
 	oracle.MustBeMounted(t, x)
-	bin := build(t, ".", "restore")
-	dumpBin := build(t, "../dump", "dump")
+	bin := clitest.Build(t, ".", "restore")
+	dumpBin := clitest.Build(t, "../dump", "dump")
 	dir := t.TempDir()
 	s := filepath.Join(dir, "s0")
 	if _, e, code := run(nil, dumpBin, "-q", "-f", s, "--inventory", filepath.Join(dir, "inv.db"), img); code != 0 {
