@@ -1,0 +1,87 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"xfskit/internal/clitest"
+	"xfskit/internal/oracle"
+)
+
+// TestCommandLine runs check as a user would and holds it to its exit
+// statuses: 0 clean, 1 corruption (here a superblock counter xfs_db
+// damaged), 2 dirty log, 3 usage, 4 unreadable image; --json parses and
+// agrees with the status.
+func TestCommandLine(t *testing.T) {
+	bin := clitest.Build(t, ".", "check")
+	dir := t.TempDir()
+	for _, args := range [][]string{{}, {"a", "b"}, {"--bogus", "a"}} {
+		if _, e, code := clitest.Run(bin, args...); code != 3 || e == "" {
+			t.Errorf("%v: exit %d (want 3), stderr %q", args, code, e)
+		}
+	}
+	missing := filepath.Join(dir, "missing.img")
+	if _, e, code := clitest.Run(bin, missing); code != 4 || !strings.Contains(e, missing) {
+		t.Errorf("missing image: exit %d (want 4), stderr %q", code, e)
+	}
+	zeros := filepath.Join(dir, "zeros.img")
+	if err := os.WriteFile(zeros, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, e, code := clitest.Run(bin, zeros); code != 1 || !strings.Contains(out+e, "superblock") {
+		t.Errorf("not XFS: exit %d (want 1), output %q %q", code, out, e)
+	}
+
+	oracle.Require(t, oracle.Tools)
+	img := oracle.Mkfs(t, "512m")
+	type report struct {
+		Findings []struct{ Structure, Message string }
+		Total    int
+		DirtyLog bool `json:"dirty_log"`
+		Stats    struct{ Inodes int64 }
+	}
+	checkJSON := func(wantCode int) report {
+		t.Helper()
+		out, e, code := clitest.Run(bin, "--json", img)
+		var r report
+		if err := json.Unmarshal([]byte(out), &r); err != nil || code != wantCode {
+			t.Fatalf("--json: exit %d (want %d), %v\n%s\n%s", code, wantCode, err, out, e)
+		}
+		return r
+	}
+	if _, e, code := clitest.Run(bin, img); code != 0 || !strings.Contains(e, "clean") {
+		t.Fatalf("fresh image: exit %d, stderr %q", code, e)
+	}
+	if r := checkJSON(0); r.Total != 0 || len(r.Findings) != 0 || r.Stats.Inodes < 3 || r.DirtyLog {
+		t.Errorf("fresh image report %+v", r)
+	}
+
+	oracle.DB(t, img, []string{"-x"}, "sb 0", "write -d icount 999999")
+	r := checkJSON(1)
+	found := false
+	for _, f := range r.Findings {
+		found = found || strings.Contains(f.Message, "icount")
+	}
+	if r.Total == 0 || !found {
+		t.Errorf("damaged icount: report %+v", r)
+	}
+	if out, _, code := clitest.Run(bin, "-q", img); code != 1 || !strings.Contains(out, "icount") {
+		t.Errorf("damaged icount, -q: exit %d, output %q", code, out)
+	}
+
+	oracle.Require(t, oracle.Root, oracle.Loop)
+	dirty := oracle.Mkfs(t, "512m")
+	mnt := oracle.Mount(t, dirty, false)
+	oracle.MustBeMounted(t, mnt)
+	if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
+	oracle.Run(t, "umount", mnt)
+	if _, e, code := clitest.Run(bin, dirty); code != 2 || !strings.Contains(e, "dirty") {
+		t.Errorf("dirty log: exit %d (want 2), stderr %q", code, e)
+	}
+}
