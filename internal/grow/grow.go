@@ -344,7 +344,11 @@ func (r *Result) Report(w io.Writer, name string) error {
 		verb = "would change"
 	}
 	if r.Extended {
-		fmt.Fprintf(w, "image %s extended to %d bytes\n", name, r.ImageSize)
+		ext := "extended"
+		if r.DryRun {
+			ext = "would be extended"
+		}
+		fmt.Fprintf(w, "image %s %s to %d bytes\n", name, ext, r.ImageSize)
 	}
 	if r.NewBlocks != r.OldBlocks {
 		fmt.Fprintf(w, "data blocks %s from %d to %d\n", verb, r.OldBlocks, r.NewBlocks)
