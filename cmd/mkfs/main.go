@@ -18,23 +18,6 @@ import (
 	"xfskit/internal/cli"
 )
 
-// subopts maps each mkfs.xfs sub-option flag to its long alias.
-var subopts = []struct {
-	class byte
-	long  string
-	usage string
-}{
-	{'b', "block", "block size: size=N"},
-	{'d', "data", "data section: agcount=N,agsize=N,file,name=F,size=N,sunit=N,swidth=N,su=N,sw=N,noalign,sectsize=N,projinherit=N,extszinherit=N,cowextsize=N,rtinherit,daxinherit"},
-	{'i', "inode", "inodes: size=N,perblock=N,maxpct=N,align=0|1,sparse=0|1,nrext64=0|1,attr=2,projid32bit=1"},
-	{'l', "log", "internal log: size=N,agnum=N,sunit=N,su=N,version=2,internal,lazy-count=1"},
-	{'m', "metadata", "features: crc=1,finobt=0|1,rmapbt=0|1,reflink=0|1,inobtcount=0|1,bigtime=0|1,uuid=UUID"},
-	{'n', "naming", "directories: size=N,version=2|ci,ftype=1"},
-	{'s', "sector", "sector size: size=N"},
-	{'r', "realtime", "realtime: extsize=N (realtime devices are not supported)"},
-	{'c', "config", "configuration file (not supported)"},
-}
-
 const longHelp = `mkfs makes an empty XFS v5 (CRC-enabled) filesystem on TARGET, an image
 file or a block device, exactly as mkfs.xfs 6.1 would for the same options:
 the same defaults, AG count, log size and geometry, the same geometry
@@ -82,14 +65,14 @@ func main() {
 				fmt.Println("mkfs (xfskit), compatible with mkfs.xfs version 6.1.0")
 				return nil
 			}
-			// Parse sub-options in the mkfs.xfs table order; within a
-			// flag, in command-line order.
-			for _, s := range subopts {
-				for _, v := range *raw[s.class] {
-					if err := o.ParseSubopts(s.class, v); err != nil {
-						return usage(err)
-					}
-				}
+			// Sub-options in the mkfs.xfs table order; within a flag, in
+			// command-line order (the table is shared with estimate).
+			values := map[byte][]string{}
+			for c, v := range raw {
+				values[c] = *v
+			}
+			if err := o.ParseSuboptFlags(values); err != nil {
+				return usage(err)
 			}
 			if len(args) == 1 {
 				if o.Target != "" {
@@ -146,10 +129,10 @@ func main() {
 	}
 	f := cmd.Flags()
 	f.SortFlags = false
-	for _, s := range subopts {
+	for _, s := range build.SuboptFlags {
 		v := []string{}
-		raw[s.class] = &v
-		f.StringArrayVarP(raw[s.class], s.long, string(s.class), nil, s.usage)
+		raw[s.Class] = &v
+		f.StringArrayVarP(raw[s.Class], s.Long, string(s.Class), nil, s.Usage)
 	}
 	f.BoolVarP(&o.Force, "force", "f", false, "overwrite an existing filesystem or partition table")
 	f.BoolVarP(&o.Force, "force-overwrite", "C", false, "same as -f")

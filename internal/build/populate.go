@@ -25,6 +25,11 @@ type PopulateOptions struct {
 	Now time.Time
 	// Warn receives warnings (attributes XFS cannot hold, ...).
 	Warn io.Writer
+
+	// sim, when set, makes this a sizing run (sizing.go): space is
+	// allocated and metadata packed as for real, but no file data is
+	// read or written.
+	sim *popSim
 }
 
 // PopulateStats summarises a populate run.

@@ -85,6 +85,11 @@ func (p *populator) copyFile(n *popNode) error {
 		n.size = 0
 		return nil
 	}
+	if p.o.sim != nil {
+		// A sizing run (estimate): place the data found at scan time,
+		// read nothing (sizing.go).
+		return p.placeData(n, p.o.sim.ranges(n), nil)
+	}
 	// Raw descriptors: os.File would register each with the poller.
 	fd, err := unix.Open(n.src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.EPERM) {
@@ -108,52 +113,10 @@ func (p *populator) copyFile(n *popNode) error {
 	} else if ranges, err = popDataRanges(fd, n.size); err != nil {
 		return fmt.Errorf("%s: finding data: %w", n.src, err)
 	}
-	// Whole blocks holding data, in file order.
-	var blks [][2]int64
-	var total int64
-	for _, r := range ranges {
-		b0, b1 := r[0]/bs, (r[1]+bs-1)/bs
-		if k := len(blks); k > 0 && b0 <= blks[k-1][1] {
-			total += max(b1-blks[k-1][1], 0)
-			blks[k-1][1] = max(blks[k-1][1], b1)
-			continue
-		}
-		blks = append(blks, [2]int64{b0, b1})
-		total += b1 - b0
-	}
-	if total == 0 {
-		return nil
-	}
-	runs, err := p.space.Alloc(pack.Request{Len: uint64(total), Near: near})
-	if err != nil {
-		return fmt.Errorf("%s: allocating %d blocks: %w", n.src, total, err)
-	}
-	ri, used := 0, uint64(0)
-	for _, b := range blks {
-		for fb := b[0]; fb < b[1]; {
-			r := runs[ri]
-			k := min(uint64(b[1]-fb), r.Len-used, uint64(popWriteBuf/bs))
-			fsb := r.FSB + used
-			if err := p.copyBlocks(fd, fb*bs, int(k)*int(bs), fsb); err != nil {
-				return fmt.Errorf("%s: %w", n.src, err)
-			}
-			if l := len(n.ext); l > 0 && n.ext[l-1].End() == uint64(fb) && n.ext[l-1].StartBlock+n.ext[l-1].Length == fsb &&
-				n.ext[l-1].StartBlock>>p.sb.AGBlkLog == fsb>>p.sb.AGBlkLog {
-				n.ext[l-1].Length += k
-			} else {
-				n.ext = append(n.ext, ondisk.Extent{Offset: uint64(fb), StartBlock: fsb, Length: k})
-			}
-			fb += int64(k)
-			used += k
-			if used == r.Len {
-				ri++
-				used = 0
-			}
-		}
-	}
-	p.stats.DataBlocks += uint64(total)
-	p.stats.DataBytes += uint64(n.size)
-	return nil
+	// Allocation and mapping are shared with sizing runs (populate_place.go).
+	return p.placeData(n, ranges, func(off int64, length int, fsb uint64) error {
+		return p.copyBlocks(fd, off, length, fsb)
+	})
 }
 
 // copyBlocks copies length bytes of fd at off (zeros past its end) to
@@ -415,7 +378,9 @@ func (p *populator) packTree(root *popNode) error {
 		if p.sb.HasRmapbt() {
 			p.addRmaps(n.ino, res)
 		}
-		n.xattrs = nil // no longer needed
+		if p.o.sim == nil { // sizing runs pack the same tree again
+			n.xattrs = nil // no longer needed
+		}
 		return nil
 	})
 }

@@ -1,0 +1,359 @@
+package build
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"xfskit/ondisk"
+)
+
+// A Sizer answers, for one source tree and one set of mkfs options,
+// whether `mkfs -p` succeeds at a given image size. It runs mkfs -p's own
+// code — Plan, Format and populate — on an in-memory device that keeps
+// only the filesystem's header blocks, placing every file's data as the
+// real run would but reading none of it (a "sizing run"). The tree is
+// scanned once; each Try costs the metadata work of one mkfs -p.
+type Sizer struct {
+	o      Options // DataSize is set per trial
+	ti     TargetInfo
+	tree   *popTree
+	sim    *popSim
+	now    time.Time
+	counts TreeCounts
+}
+
+// TreeCounts describes a scanned source tree.
+type TreeCounts struct {
+	Inodes    int   // distinct inodes, the root included
+	Dirs      int   // directories, the root included
+	Files     int   // regular files (inodes)
+	Symlinks  int   // symbolic links
+	Special   int   // devices, FIFOs and sockets
+	HardLinks int   // directory entries beyond an inode's first
+	Entries   int   // directory entries
+	Xattrs    int   // extended attributes kept
+	DataBytes int64 // file sizes (holes included)
+	Sparse    int   // files whose data ranges were looked up (holes)
+}
+
+// popSim holds what a sizing run needs beyond the scanned tree: the data
+// ranges of the files that looked sparse when scanned.
+type popSim struct {
+	sparse map[*popNode][][2]int64
+}
+
+// ranges returns the byte ranges of n holding data, as the real run
+// finds them: a file whose allocated size covers its length is taken as
+// all data (an upper bound if some of it is unwritten preallocation),
+// others were looked up with SEEK_DATA/SEEK_HOLE when scanned.
+func (s *popSim) ranges(n *popNode) [][2]int64 {
+	if r, ok := s.sparse[n]; ok {
+		return r
+	}
+	if n.size <= 0 {
+		return nil
+	}
+	return [][2]int64{{0, n.size}}
+}
+
+// NewSizer scans o.Proto (a directory or an mkfs.xfs prototype file) for
+// an image file that does not exist yet, which is how mkfs -p sizes its
+// own images. Options other than Proto and the geometry are ignored.
+func NewSizer(o *Options) (*Sizer, error) {
+	if o.Proto == "" {
+		return nil, usagef("no source directory given")
+	}
+	s := &Sizer{o: *o, ti: TargetInfo{Path: "(estimate)"}}
+	s.o.Target = s.ti.Path
+	if s.o.UUID.IsZero() {
+		// The UUID changes no allocation; a fixed one spares Plan the
+		// random source on every trial.
+		s.o.UUID = ondisk.UUID{0x65, 0x73, 0x74, 0x69, 0x6d, 0x61, 0x74, 0x65, 0x80, 1}
+	}
+	t, err := popLoad(&s.o, s.ti)
+	if err != nil {
+		return nil, err
+	}
+	s.tree, s.now = t, t.now
+	s.sim = &popSim{sparse: map[*popNode][][2]int64{}}
+	euid := os.Geteuid()
+	var scanErr error
+	walkPop(t.root, func(n, parent *popNode) error {
+		if scanErr != nil || n.inode != nil {
+			return nil
+		}
+		s.count(n)
+		if !n.isReg() || n.src == "" || n.reserve > 0 || n.resSpec != "" {
+			return nil
+		}
+		if err := popReadable(n, euid); err != nil {
+			scanErr = err
+			return nil
+		}
+		if n.blocks < n.size {
+			r, err := popProbeRanges(n.src, n.size)
+			if err != nil {
+				scanErr = err
+				return nil
+			}
+			s.sim.sparse[n] = r
+			s.counts.Sparse++
+		}
+		return nil
+	})
+	if scanErr != nil {
+		return nil, scanErr
+	}
+	s.counts.Entries = t.entries
+	return s, nil
+}
+
+// count adds n (an inode's first entry) to the tree counts.
+func (s *Sizer) count(n *popNode) {
+	c := &s.counts
+	c.Inodes++
+	c.Xattrs += len(n.xattrs)
+	c.HardLinks += int(n.nlink) - 1
+	switch n.mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		c.Dirs++
+	case unix.S_IFREG:
+		c.Files++
+		c.DataBytes += max(n.size, n.reserve)
+	case unix.S_IFLNK:
+		c.Symlinks++
+	default:
+		c.Special++
+	}
+}
+
+// popReadable reports a regular file mkfs -p could not open. Root reads
+// everything; others are checked only when the mode bits leave doubt.
+func popReadable(n *popNode, euid int) error {
+	if euid == 0 || n.mode&0o004 != 0 || int(n.uid) == euid && n.mode&0o400 != 0 {
+		return nil
+	}
+	if err := unix.Access(n.src, unix.R_OK); err != nil {
+		return &os.PathError{Op: "open", Path: n.src, Err: err}
+	}
+	return nil
+}
+
+// popProbeRanges finds the data ranges of a sparse-looking file the way
+// copyFile will.
+func popProbeRanges(path string, size int64) ([][2]int64, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EPERM) {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	r, err := popDataRanges(fd, size)
+	if err != nil {
+		return nil, fmt.Errorf("%s: finding data: %w", path, err)
+	}
+	return r, nil
+}
+
+// Counts describes the scanned tree.
+func (s *Sizer) Counts() TreeCounts { return s.counts }
+
+// Warnings are the scanner's warnings (attributes XFS cannot hold, ...),
+// which mkfs -p prints too.
+func (s *Sizer) Warnings() []string { return s.tree.warnings }
+
+// AutoSize is the image size mkfs -p picks when -d size= is not given
+// (with the Options' SizeMargin), from the same function mkfs -p calls.
+func (s *Sizer) AutoSize() (int64, error) {
+	q := s.o
+	q.DataSize = ""
+	if err := popSize(&q, s.ti, s.tree); err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(q.DataSize, 10, 64)
+}
+
+// Plan returns the geometry mkfs -p -d size=SIZE would use.
+func (s *Sizer) Plan(size int64) (*Geometry, error) {
+	q := s.o
+	q.DataSize = strconv.FormatInt(size, 10)
+	q.Quiet, q.DryRun = true, true
+	return Plan(&q, s.ti)
+}
+
+// SpaceAfterFormat is the number of blocks populating can allocate in an
+// empty filesystem of geometry g: its free space B-tree records (the
+// free list and the log are not part of it).
+func SpaceAfterFormat(g *Geometry) (uint64, error) {
+	fl, err := g.layout()
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, a := range fl.ags {
+		n += uint64(a.freeblks)
+	}
+	return n, nil
+}
+
+// Trial is the outcome of one sizing run.
+type Trial struct {
+	Size     int64     // bytes asked for (-d size=)
+	Geometry *Geometry // nil when the size cannot even be planned
+	Fits     bool
+	Err      error // why it does not fit
+	Stats    PopulateStats
+	// Free blocks (superblock fdblocks) of the empty filesystem and of
+	// the populated one.
+	FreeBefore, FreeAfter uint64
+	// SpaceUsed is the number of blocks populating took from the free
+	// space B-trees (free space B-tree blocks included).
+	SpaceUsed uint64
+}
+
+// Used is the number of blocks the tree takes in the filesystem.
+func (t *Trial) Used() uint64 { return t.FreeBefore - t.FreeAfter }
+
+// Try runs mkfs -p -d size=SIZE without writing anything. Whatever stops
+// it (a size too small to plan, or no space left) is reported in the
+// Trial, not as an error.
+func (s *Sizer) Try(size int64) *Trial {
+	t := &Trial{Size: size}
+	g, err := s.Plan(size)
+	if err != nil {
+		t.Err = err
+		return t
+	}
+	t.Geometry = g
+	dev := &simDevice{size: int64(g.DBlocks) * int64(g.BlockSize), pages: map[int64][]byte{}}
+	if err := g.Format(dev, s.now); err != nil {
+		t.Err = err
+		return t
+	}
+	dev.frozen = true
+	var spaceBefore, spaceAfter uint64
+	if t.FreeBefore, spaceBefore, err = dev.counters(g); err != nil {
+		t.Err = err
+		return t
+	}
+	s.resetTree()
+	stats, err := populate(dev, s.tree, &PopulateOptions{Now: s.now, sim: s.sim})
+	if err != nil {
+		t.Err = err
+		return t
+	}
+	t.Stats = *stats
+	if t.FreeAfter, spaceAfter, err = dev.counters(g); err != nil {
+		t.Err = err
+		return t
+	}
+	t.SpaceUsed = spaceBefore - spaceAfter
+	t.Fits = true
+	return t
+}
+
+// resetTree clears what a populate run assigned to the tree (inode
+// numbers, AGs, mappings, inherited flags), so it can run again.
+func (s *Sizer) resetTree() {
+	walkPop(s.tree.root, func(n, parent *popNode) error {
+		n.ino, n.agno, n.ext = 0, 0, n.ext[:0]
+		n.flags, n.flags2, n.projid, n.extsize, n.cowextsize = 0, 0, 0, 0, 0
+		return nil
+	})
+}
+
+// simDevice is the device of a sizing run: it keeps the pages Format
+// writes (headers, B-tree roots, the root inode chunk), which populate
+// reads back, and drops every other write once frozen; unkept pages read
+// as zeros. Populate never reads back what it writes elsewhere but for
+// inode chunks it revisits, whose contents a sizing run does not need.
+type simDevice struct {
+	size   int64
+	pages  map[int64][]byte
+	frozen bool
+}
+
+const simPage = 4096
+
+func (d *simDevice) check(n int, off int64) error {
+	if off < 0 || off+int64(n) > d.size {
+		return fmt.Errorf("sizing device: %d bytes at offset %d outside its %d bytes", n, off, d.size)
+	}
+	return nil
+}
+
+func (d *simDevice) ReadAt(p []byte, off int64) (int, error) {
+	if err := d.check(len(p), off); err != nil {
+		return 0, err
+	}
+	for done := 0; done < len(p); {
+		o := off + int64(done)
+		in := int(o % simPage)
+		k := min(len(p)-done, simPage-in)
+		if pg, ok := d.pages[o/simPage]; ok {
+			copy(p[done:done+k], pg[in:])
+		} else {
+			clear(p[done : done+k])
+		}
+		done += k
+	}
+	return len(p), nil
+}
+
+func (d *simDevice) WriteAt(p []byte, off int64) (int, error) {
+	if err := d.check(len(p), off); err != nil {
+		return 0, err
+	}
+	for done := 0; done < len(p); {
+		o := off + int64(done)
+		in := int(o % simPage)
+		k := min(len(p)-done, simPage-in)
+		pg, ok := d.pages[o/simPage]
+		if !ok && !d.frozen {
+			pg = make([]byte, simPage)
+			d.pages[o/simPage] = pg
+			ok = true
+		}
+		if ok {
+			copy(pg[in:], p[done:done+k])
+		}
+		done += k
+	}
+	return len(p), nil
+}
+
+func (d *simDevice) Sync() error  { return nil }
+func (d *simDevice) Size() int64  { return d.size }
+func (d *simDevice) Close() error { return nil }
+func (d *simDevice) Name() string { return "(sizing run)" }
+
+// counters reads the superblock's free block count and the sum of the
+// AGFs' free space B-tree blocks.
+func (d *simDevice) counters(g *Geometry) (fdblocks, agfFree uint64, err error) {
+	buf := make([]byte, g.SectorSize)
+	if _, err := d.ReadAt(buf, 0); err != nil {
+		return 0, 0, err
+	}
+	sb, err := ondisk.DecodeSuperblock(buf)
+	if err != nil {
+		return 0, 0, err
+	}
+	for agno := uint32(0); agno < g.AGCount; agno++ {
+		if _, err := d.ReadAt(buf, g.agbOffset(agno, 0)+int64(g.SectorSize)); err != nil {
+			return 0, 0, err
+		}
+		agf, err := ondisk.DecodeAGF(buf)
+		if err != nil {
+			return 0, 0, err
+		}
+		agfFree += uint64(agf.FreeBlks)
+	}
+	return sb.FDBlocks, agfFree, nil
+}
