@@ -157,6 +157,10 @@ func Grow(dev image.Device, o Options) (*Result, error) {
 		return nil, fmt.Errorf("%s: superblock says mkfs has not finished (sb_inprogress): %w", name, ErrCorrupt)
 	case sb.LogStart == 0:
 		return nil, fmt.Errorf("%s: the filesystem has an external log, which xfskit cannot check: %w", name, ErrUnsupported)
+	case sb.FeaturesIncompat&ondisk.IncompatNeedsRepair != 0:
+		return nil, fmt.Errorf("%s: the superblock is flagged as needing repair (needsrepair): %w", name, ErrCorrupt)
+	case sb.FeaturesIncompat&ondisk.IncompatMetadir != 0:
+		return nil, fmt.Errorf("%s: the filesystem has a metadata directory tree (metadir), whose AGs xfskit cannot write: %w", name, ErrUnsupported)
 	case sb.RBlocks != 0 || sb.RExtents != 0:
 		return nil, fmt.Errorf("%s: the filesystem has a realtime section: %w", name, ErrUnsupported)
 	case sb.AGBlocks < MinAGBlocks || sb.AGCount == 0:
@@ -248,6 +252,9 @@ func Grow(dev image.Device, o Options) (*Result, error) {
 	// The new superblock, and what the old last AG gains.
 	oagcount := sb.AGCount
 	lastOld := sb.AGLength(oagcount - 1)
+	if lastOld > sb.AGBlocks {
+		return nil, fmt.Errorf("%s: superblock: last AG of %d blocks, larger than the AG size %d: %w", name, lastOld, sb.AGBlocks, ErrCorrupt)
+	}
 	lastNew := lastOld
 	if res.NewAGCount > oagcount {
 		lastNew = sb.AGBlocks

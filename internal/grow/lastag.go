@@ -128,6 +128,15 @@ func planLastAG(fs *xfs.FS, agno, newLen uint32) (*lastAG, error) {
 		return nil, fmt.Errorf("%s: by-block and by-size trees of %d records differ in size", where, len(free))
 	}
 	pool := append(slices.Clone(bno.blocks), cnt.blocks...)
+	// Blocks are moved between the trees and the free list: they must
+	// be distinct, or the move would hand one block out twice.
+	seen := map[uint32]bool{}
+	for _, b := range append(slices.Clone(pool), flist...) {
+		if seen[b] {
+			return nil, ondisk.Corrupt("AGF", where, "", "block %d is used twice by the free space trees and the free list", b)
+		}
+		seen[b] = true
+	}
 	need := 2 * per
 	size := uint32(len(agfl.Bno))
 	switch {

@@ -2,6 +2,7 @@ package grow
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,6 +99,13 @@ func TestRefusals(t *testing.T) {
 		f.WriteAt([]byte{0xde, 0xad}, 8) // sb_dblocks: the CRC no longer matches
 		f.Close()
 		refused(t, img, Options{Data: true, ExtendTo: 80 << 20, IMaxPct: -1}, ErrCorrupt, "superblock")
+	})
+	t.Run("corrupt-last-AG", func(t *testing.T) {
+		// The extended AG's free space must add up before it is rebuilt.
+		img := mkfs(t, 64<<20, "-d", "agsize=24m")
+		last := superblock(t, img).AGCount - 1
+		oracle.DB(t, img, []string{"-x"}, fmt.Sprintf("agf %d", last), "write freeblks 4090")
+		refused(t, img, Options{Data: true, ExtendTo: 80 << 20, IMaxPct: -1}, ErrCorrupt, fmt.Sprintf("AG %d", last), "freeblks")
 	})
 	t.Run("locked", func(t *testing.T) {
 		img := filepath.Join(t.TempDir(), "img")
