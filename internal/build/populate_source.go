@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,56 +74,9 @@ type popTree struct {
 // popScanDir reads the directory tree rooted at dir: names, metadata,
 // symlink targets and extended attributes (file data is read later,
 // while it is copied). Hard links are found by device and inode number.
+// The reading runs on every core (populate_scan.go).
 func popScanDir(dir string) (*popTree, error) {
-	t := &popTree{}
-	links := map[[2]uint64]*popNode{}
-	if real, err := filepath.EvalSymlinks(dir); err == nil {
-		dir = real // -p may name a symlink to the tree
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return nil, fmt.Errorf("%s: not a directory", dir)
-	}
-	root, err := t.scanNode(dir, "", &st, links)
-	if err != nil {
-		return nil, err
-	}
-	t.root = root
-	var walk func(n *popNode) error
-	walk = func(n *popNode) error {
-		names, err := popReadDirNames(n.src)
-		if err != nil {
-			return err
-		}
-		for _, name := range names {
-			p := filepath.Join(n.src, name)
-			var cst unix.Stat_t
-			if err := unix.Lstat(p, &cst); err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-			c, err := t.scanNode(p, name, &cst, links)
-			if err != nil {
-				return err
-			}
-			n.kids = append(n.kids, c)
-			t.entries++
-			if c.isDir() {
-				n.subdirs++
-				if err := walk(c); err != nil {
-					return err
-				}
-			}
-		}
-		t.meta += popDirBytes(n)
-		return nil
-	}
-	if err := walk(root); err != nil {
-		return nil, err
-	}
-	return t, nil
+	return popScan(dir, popScanWorkers())
 }
 
 // popReadDirNames lists a directory's names sorted bytewise.
@@ -160,55 +112,37 @@ func popTimestamp(ts unix.Timespec) ondisk.Timestamp {
 	return ondisk.Timestamp{Sec: ts.Sec, Nsec: uint32(ts.Nsec)}
 }
 
-func (t *popTree) scanNode(path, name string, st *unix.Stat_t, links map[[2]uint64]*popNode) (*popNode, error) {
+// popReadEntry reads one entry: its stat fields, symlink target, device
+// number and extended attributes, with warnings for attributes XFS
+// cannot hold. Hard links and counts are resolved by the caller.
+func popReadEntry(path, name string, st *unix.Stat_t) (*popNode, []string, error) {
 	n := &popNode{name: name, src: path, mode: st.Mode, uid: st.Uid, gid: st.Gid,
 		atime: popTimestamp(st.Atim), mtime: popTimestamp(st.Mtim), ctime: popTimestamp(st.Ctim),
 		size: st.Size, blocks: st.Blocks * 512, nlink: 1}
 	typ := st.Mode & unix.S_IFMT
-	if typ != unix.S_IFDIR && st.Nlink > 1 {
-		key := [2]uint64{st.Dev, st.Ino}
-		if first, ok := links[key]; ok {
-			n.inode = first
-			first.nlink++
-			return n, nil
-		}
-		links[key] = n
-	}
-	t.inodes++
 	switch typ {
-	case unix.S_IFDIR:
-		t.dirs++
-	case unix.S_IFREG:
-		t.dataSize += n.blocks
+	case unix.S_IFDIR, unix.S_IFREG, unix.S_IFIFO, unix.S_IFSOCK:
 	case unix.S_IFLNK:
 		target, err := os.Readlink(path)
 		if err != nil {
-			return nil, err
+			return n, nil, err
 		}
 		n.target = target
-		t.meta += int64(len(target))
 	case unix.S_IFCHR, unix.S_IFBLK:
 		dev, ok := ondisk.MakeDev(unix.Major(st.Rdev), unix.Minor(st.Rdev))
 		if !ok {
-			return nil, fmt.Errorf("%s: device %d:%d cannot be stored by XFS", path, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+			return n, nil, fmt.Errorf("%s: device %d:%d cannot be stored by XFS", path, unix.Major(st.Rdev), unix.Minor(st.Rdev))
 		}
 		n.rdev = dev
-	case unix.S_IFIFO, unix.S_IFSOCK:
 	default:
-		return nil, fmt.Errorf("%s: unsupported file type 0%o", path, typ)
+		return n, nil, fmt.Errorf("%s: unsupported file type 0%o", path, typ)
 	}
 	xs, warns, err := popReadXattrs(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	for _, w := range warns {
-		t.warnings = append(t.warnings, path+": "+w)
+		return n, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	n.xattrs = xs
-	for _, x := range xs {
-		t.meta += int64(len(x.Name) + len(x.Value) + 16)
-	}
-	return n, nil
+	return n, warns, nil
 }
 
 // popReadXattrs reads every extended attribute of path without
@@ -216,20 +150,25 @@ func (t *popTree) scanNode(path, name string, st *unix.Stat_t, links map[[2]uint
 // XFS cannot hold are reported as warnings and skipped.
 func popReadXattrs(path string) ([]pack.Xattr, []string, error) {
 	var names []byte
-	for size := 4096; ; size *= 2 {
+	// Asking for the size first costs nothing for the many entries
+	// without attributes (no buffer to allocate and clear).
+	size, err := unix.Llistxattr(path, nil)
+	for err == nil && size > 0 {
 		buf := make([]byte, size)
-		n, err := unix.Llistxattr(path, buf)
+		var n int
+		n, err = unix.Llistxattr(path, buf)
 		if errors.Is(err, unix.ERANGE) && size < 1<<24 {
+			size, err = size*2, nil // grown meanwhile
 			continue
-		}
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil, nil, nil
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("listing xattrs: %w", err)
 		}
 		names = buf[:n]
 		break
+	}
+	if errors.Is(err, unix.ENOTSUP) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing xattrs: %w", err)
 	}
 	var list []string
 	for _, s := range bytes.Split(names, []byte{0}) {
