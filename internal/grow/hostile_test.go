@@ -1,12 +1,16 @@
 package grow
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math/rand"
 	"os"
+	"slices"
 	"testing"
 
+	"xfskit/internal/pack"
+	"xfskit/internal/xfs"
 	"xfskit/ondisk"
 )
 
@@ -123,5 +127,104 @@ func TestHostileImages(t *testing.T) {
 	t.Logf("outcomes: %v", outcomes)
 	if outcomes["refused"] == 0 || outcomes["grown"] == 0 {
 		t.Error("the damage should be refused sometimes and harmless sometimes")
+	}
+}
+
+// TestRebuildTakesFromFreeList extends a last AG whose free space tree
+// roots are full leaves and whose end is in use: the added extent needs a
+// new record, the rebuilt trees grow a level, and the blocks they need come
+// off the AGFL. The trees and counters after growing must describe exactly
+// the old extents plus the new one.
+func TestRebuildTakesFromFreeList(t *testing.T) {
+	img := mkfs(t, 64<<20, "-b", "size=1024", "-m", "reflink=0,rmapbt=0", "-d", "agsize=24m")
+	base, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := newMemDev(base)
+	fs, err := xfs.OpenDevice(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := fs.SB
+	last := sb.AGCount - 1
+	agf, err := fs.AGF(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fill both roots with single-block free extents, none at the AG's end.
+	n := ondisk.BnobtGeom.MaxRecs(int(sb.BlockSize), true)
+	var recs []byte
+	var want []pack.AGExtent
+	for i := range n {
+		e := pack.AGExtent{Bno: uint32(1000 + 2*i), Len: 1}
+		want = append(want, e)
+		recs = append(recs, make([]byte, ondisk.AllocRecSize)...)
+		ondisk.AllocRec{StartBlock: e.Bno, BlockCount: e.Len}.Encode(recs[i*ondisk.AllocRecSize:])
+	}
+	for _, tr := range []struct{ magic, root uint32 }{{ondisk.BnobtMagic, agf.BnoRoot}, {ondisk.CntbtMagic, agf.CntRoot}} {
+		if _, err := pack.WriteAGBtree(sb, dev, last, tr.magic, recs, []uint32{tr.root}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agf.FreeBlks, agf.Longest = uint32(n), 1
+	sect := make([]byte, sb.SectSize)
+	agfOff := int64(sb.AGBToDaddr(last, 0))<<ondisk.BBShift + int64(sb.SectSize)
+	dev.ReadAt(sect, agfOff)
+	agf.Encode(sect)
+	dev.WriteAt(sect, agfOff)
+	flBefore := agf.FLCount
+
+	oldLen := sb.AGLength(last)
+	res, err := Grow(dev, Options{Data: true, Blocks: sb.DBlocks + 100, IMaxPct: -1, ExtendTo: int64(sb.DBlocks+100) * int64(sb.BlockSize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.LastAGAdded != 100 || res.NewAGCount != sb.AGCount {
+		t.Fatalf("result %+v", res)
+	}
+	want = append(want, pack.AGExtent{Bno: oldLen, Len: 100})
+	fs, err = xfs.OpenDevice(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agf, err = fs.AGF(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agfl, err := fs.AGFL(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agfl.FreeList(agf, last, fs.SB); err != nil {
+		t.Fatal(err)
+	}
+	per, _ := pack.AGBtreeBlocks(int(sb.BlockSize), ondisk.BnobtMagic, len(want))
+	if agf.BnoLevel != 2 || agf.CntLevel != 2 || agf.BtreeBlks != uint32(2*(per-1)) || agf.FLCount != flBefore-uint32(2*per-2) {
+		t.Fatalf("AGF after growing: levels %d/%d, btreeblks %d, flcount %d (was %d), want %d-block trees", agf.BnoLevel, agf.CntLevel, agf.BtreeBlks, agf.FLCount, flBefore, per)
+	}
+	if agf.Length != oldLen+100 || agf.FreeBlks != uint32(n+100) || agf.Longest != 100 {
+		t.Fatalf("AGF after growing: length %d, freeblks %d, longest %d", agf.Length, agf.FreeBlks, agf.Longest)
+	}
+	for _, tr := range []struct {
+		root, levels uint32
+		geom         ondisk.BtreeGeometry
+	}{{agf.BnoRoot, agf.BnoLevel, ondisk.BnobtGeom}, {agf.CntRoot, agf.CntLevel, ondisk.CntbtGeom}} {
+		var got []pack.AGExtent
+		err := fs.WalkAGRecords(last, tr.root, int(tr.levels), tr.geom, func(rec []byte) error {
+			r, _ := ondisk.DecodeAllocRec(rec)
+			got = append(got, pack.AGExtent{Bno: r.StartBlock, Len: r.BlockCount})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.geom.Magic == ondisk.CntbtMagic {
+			// By size: the single blocks in block order, then the new extent.
+			slices.SortFunc(got, func(a, b pack.AGExtent) int { return cmp.Compare(a.Bno, b.Bno) })
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s after growing holds %d records, want %d", ondisk.BtreeName(tr.geom.Magic), len(got), len(want))
+		}
 	}
 }
