@@ -98,3 +98,22 @@ func BenchmarkWriteNone(b *testing.B) { benchWrite(b, CompressNone) }
 func BenchmarkReadNone(b *testing.B)  { benchRead(b, CompressNone) }
 func BenchmarkWriteXZ(b *testing.B)   { benchWrite(b, CompressXZ) }
 func BenchmarkReadXZ(b *testing.B)    { benchRead(b, CompressXZ) }
+
+// TestCRCCombine checks crcCombine, which the writer uses instead of a
+// second CRC pass over uncompressed chunks, against direct CRCs.
+func TestCRCCombine(t *testing.T) {
+	buf := make([]byte, 3<<20)
+	content(7, 0, buf)
+	for _, cut := range [][2]int{{0, 0}, {0, 5}, {1, 1}, {100, 4096}, {4095, 1 << 20}, {1 << 20, 2<<20 + 12345}, {17, 3 << 20}} {
+		a, b := buf[:cut[0]], buf[cut[0]:cut[1]]
+		want := crc(buf[:cut[1]])
+		if got := crcCombine(crc(a), crc(b), int64(len(b))); got != want {
+			t.Errorf("crcCombine over %d+%d bytes: %08x, want %08x", len(a), len(b), got, want)
+		}
+	}
+	// Lengths past the tables' first bytes: CRC(x‖zeros) = combine(CRC(x), CRC(zeros), n).
+	z := make([]byte, 5<<20+3)
+	if got, want := crcCombine(crc(buf[:9]), crc(z), int64(len(z))), crc(append(append([]byte{}, buf[:9]...), z...)); got != want {
+		t.Errorf("crcCombine over 9+%d bytes: %08x, want %08x", len(z), got, want)
+	}
+}

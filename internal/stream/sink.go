@@ -13,6 +13,8 @@ type job struct {
 	seq     uint64
 	logical int64
 	raw     []byte // logical bytes, cap = chunk size
+	crc     uint32 // with sink.rawCRC: CRC of raw[:crcN]
+	crcN    int
 	hdr     [ChunkHeaderSize]byte
 	out     []byte // compression output buffer
 	stored  []byte // bytes following the header: out or raw
@@ -33,6 +35,7 @@ type sink struct {
 	maxMedia  int64
 	open      func(k int) (io.Writer, error)
 	onCP      func(Checkpoint)
+	rawCRC    bool // the Writer keeps job.crc (uncompressed streams)
 
 	work  chan *job
 	order chan *job
@@ -104,6 +107,7 @@ func (s *sink) getJob() *job {
 	select {
 	case j := <-s.pool:
 		j.raw = j.raw[:0]
+		j.crc, j.crcN = 0, 0
 		j.out = j.out[:0]
 		j.stored = nil
 		j.err = nil
@@ -164,9 +168,15 @@ func (s *sink) worker() {
 		if err != nil {
 			j.err = err
 		} else {
+			var sc uint32
+			if kind == CompressNone && s.rawCRC && j.crcN == len(j.raw) {
+				sc = j.crc // stored is raw, whose CRC the Writer kept
+			} else {
+				sc = crc(stored)
+			}
 			ch := chunkHeader{seq: j.seq, logical: j.logical, rawLen: uint32(len(j.raw)),
 				storedLen: uint32(len(stored)), compression: kind,
-				storedCRC: crc(stored), tag: s.tag}
+				storedCRC: sc, tag: s.tag}
 			ch.encode(j.hdr[:])
 			j.stored = stored
 		}
@@ -201,6 +211,73 @@ func (s *sink) mediaWriter() {
 		}
 	}
 }
+
+// catchUp extends j.crc over raw bytes added without it (a resumed
+// stream's prefill, plain puts).
+func (j *job) catchUp() {
+	if j.crcN < len(j.raw) {
+		j.crc = crcUpdate(j.crc, j.raw[j.crcN:])
+		j.crcN = len(j.raw)
+	}
+}
+
+// crcCombine returns the CRC of A‖B from c1 = CRC(A), c2 = CRC(B) and
+// n = len(B): the CRC register is linear over GF(2), so c1 only needs to
+// be advanced over n bytes, i.e. multiplied by x^(8n) modulo the
+// polynomial (reflected bit order).
+func crcCombine(c1, c2 uint32, n int64) uint32 {
+	return gfMul(xPow8n(n), c1) ^ c2
+}
+
+// castagnoliPoly is the reflected Castagnoli polynomial.
+const castagnoliPoly = 0x82F63B78
+
+// gfMul multiplies two polynomials modulo the CRC polynomial (bit 31 is x^0).
+func gfMul(a, b uint32) uint32 {
+	var p uint32
+	for m := uint32(1) << 31; m != 0 && a != 0; m >>= 1 {
+		if a&m != 0 {
+			p ^= b
+			a ^= m
+		}
+		if b&1 != 0 {
+			b = b>>1 ^ castagnoliPoly
+		} else {
+			b >>= 1
+		}
+	}
+	return p
+}
+
+// xPow8n returns x^(8n) modulo the polynomial, one table per byte of n.
+func xPow8n(n int64) uint32 {
+	t := crcShiftTables()
+	r := uint32(1) << 31 // x^0
+	for k := 0; n > 0; k++ {
+		if b := n & 0xff; b != 0 {
+			r = gfMul(r, t[k][b])
+		}
+		n >>= 8
+	}
+	return r
+}
+
+// crcShiftTables[k][b] is x^(8·b·256^k) modulo the polynomial.
+var crcShiftTables = sync.OnceValue(func() *[8][256]uint32 {
+	var t [8][256]uint32
+	var step uint32 = 1 << 31
+	for range 8 {
+		step = gfMul(step, 1<<30) // x^8: one byte
+	}
+	for k := range t {
+		t[k][0] = 1 << 31
+		for b := 1; b < 256; b++ {
+			t[k][b] = gfMul(t[k][b-1], step)
+		}
+		step = gfMul(t[k][255], step) // x^(8·256^(k+1))
+	}
+	return &t
+})
 
 func roundUp(n, b int64) int64 { return (n + b - 1) / b * b }
 

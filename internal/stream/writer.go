@@ -68,6 +68,7 @@ type Writer struct {
 	g     group
 	piece []byte
 	buf   []byte
+	parts []part
 
 	cp        Checkpoint
 	cpPending bool
@@ -195,6 +196,7 @@ func newWriter(hdr Header, opts WriterOptions) *Writer {
 		wr.err = err
 	}
 	wr.s = &sink{
+		rawCRC:    opts.Compression == CompressNone,
 		comp:      comp,
 		tag:       streamTag(hdr.SessionID, hdr.StreamIndex),
 		chunkSize: opts.ChunkSize,
@@ -252,13 +254,59 @@ func (w *Writer) emit(typ uint16, ino uint64, payload []byte) {
 	}
 	var hb [RecordHeaderSize]byte
 	h := recHdr{typ: typ, length: uint32(len(payload)), seq: w.seq, ino: ino}
-	encodeRecordHeader(hb[:], &h, payload)
+	if !w.s.rawCRC || len(payload) < combineMin {
+		encodeRecordHeader(hb[:], &h, payload)
+		w.chainRecord(h.crc)
+		w.put(hb[:])
+		w.put(payload)
+		return
+	}
+	// Uncompressed chunks store their raw bytes, whose CRC the chunk header
+	// carries: one pass over the payload, cut where it will cross chunk
+	// boundaries, gives both the record CRC and the chunks' CRCs.
+	w.parts = w.parts[:0]
+	j := w.cur
+	bound := w.logical - int64(len(j.raw)) + int64(cap(j.raw)) // end of the current chunk
+	pos := w.logical + RecordHeaderSize
+	for rest := payload; len(rest) > 0; {
+		for bound <= pos {
+			bound += int64(w.opts.ChunkSize)
+		}
+		n := int(min(int64(len(rest)), bound-pos))
+		w.parts = append(w.parts, part{b: rest[:n], crc: crc(rest[:n])})
+		rest = rest[n:]
+		pos += int64(n)
+	}
+	pc := w.parts[0].crc
+	for _, pt := range w.parts[1:] {
+		pc = crcCombine(pc, pt.crc, int64(len(pt.b)))
+	}
+	encodeRecordHeader(hb[:], &h, nil) // the CRCs of an empty payload, corrected below
+	h.crc = crcCombine(h.crc, pc, int64(len(payload)))
+	le.PutUint32(hb[32:], h.crc)
+	le.PutUint32(hb[36:], crc(hb[:36]))
+	w.chainRecord(h.crc)
+	w.put(hb[:])
+	for _, pt := range w.parts {
+		w.putKnown(pt.b, pt.crc)
+	}
+}
+
+// part is a piece of a payload that lands in one chunk, with its CRC.
+type part struct {
+	b   []byte
+	crc uint32
+}
+
+// combineMin is the payload size from which emit derives chunk CRCs by
+// combining instead of running a second CRC pass over the chunk.
+const combineMin = 4 << 10
+
+func (w *Writer) chainRecord(c uint32) {
 	var cb [4]byte
-	binary.LittleEndian.PutUint32(cb[:], h.crc)
+	binary.LittleEndian.PutUint32(cb[:], c)
 	w.chain = crcUpdate(w.chain, cb[:])
 	w.seq++
-	w.put(hb[:])
-	w.put(payload)
 }
 
 func (w *Writer) put(p []byte) {
@@ -266,11 +314,36 @@ func (w *Writer) put(p []byte) {
 		j := w.cur
 		n := copy(j.raw[len(j.raw):cap(j.raw)], p)
 		j.raw = j.raw[:len(j.raw)+n]
+		if w.s.rawCRC {
+			j.catchUp()
+		}
 		w.logical += int64(n)
 		p = p[n:]
 		if len(j.raw) == cap(j.raw) {
 			w.submit()
 		}
+	}
+}
+
+// putKnown appends p, whose CRC is c and which fits in the current chunk
+// (emit cut it so), to the logical stream.
+func (w *Writer) putKnown(p []byte, c uint32) {
+	if w.err != nil {
+		return
+	}
+	j := w.cur
+	j.catchUp()
+	n := copy(j.raw[len(j.raw):cap(j.raw)], p)
+	if n != len(p) {
+		w.fail(fmt.Errorf("stream: internal error: %d-byte payload part crosses a chunk boundary", len(p)))
+		return
+	}
+	j.raw = j.raw[:len(j.raw)+n]
+	j.crc = crcCombine(j.crc, c, int64(n))
+	j.crcN = len(j.raw)
+	w.logical += int64(n)
+	if len(j.raw) == cap(j.raw) {
+		w.submit()
 	}
 }
 
