@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 
+	"xfskit/internal/image"
 	"xfskit/internal/stream"
 	"xfskit/internal/xfs"
 	"xfskit/internal/xlog"
@@ -98,7 +99,7 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
-	fs, err := xfs.Open(opts.Image)
+	fs, err := openImage(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +126,21 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 		return d.resume(ctx, fp)
 	}
 	return d.fresh(ctx, fp)
+}
+
+func openImage(opts Options) (*xfs.FS, error) {
+	if opts.wrapDevice == nil {
+		return xfs.Open(opts.Image)
+	}
+	dev, err := image.Open(opts.Image, false)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := xfs.OpenDevice(opts.wrapDevice(dev))
+	if err != nil {
+		dev.Close()
+	}
+	return fs, err
 }
 
 // fingerprint identifies the state of an image: a resumed session must

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"xfskit/internal/image"
 	"xfskit/internal/stream"
 )
 
@@ -64,6 +65,8 @@ type Options struct {
 	// and each read of file data (tests).
 	beforeFile func(ino uint64)
 	onData     func(n int)
+	// wrapDevice, if set, wraps the opened image (tests: fault injection).
+	wrapDevice func(image.Device) image.Device
 }
 
 // Result is what a dump did.

@@ -9,7 +9,6 @@ import (
 	"syscall"
 
 	"xfskit/internal/stream"
-	"xfskit/internal/xfs"
 	"xfskit/inventory"
 )
 
@@ -146,8 +145,8 @@ func (d *dumper) writeDirs(ctx context.Context, w *stream.Writer, at *stream.Che
 }
 
 // writeFiles writes the stream's share of the files after the resume
-// point. Dense shares are read with the inode-order walk (large sequential
-// reads); sparse ones, typical of incremental dumps, inode by inode.
+// point: a fileReader reads them ahead on its own goroutine (see
+// prefetch.go) while this one writes.
 func (d *dumper) writeFiles(ctx context.Context, w *stream.Writer, r *streamRun, at *stream.Checkpoint) error {
 	files := r.files
 	if at != nil && at.Phase != stream.PhaseDirs && at.Files > 0 {
@@ -160,146 +159,22 @@ func (d *dumper) writeFiles(ctx context.Context, w *stream.Writer, r *streamRun,
 	if len(files) == 0 {
 		return nil
 	}
-	inRange := 0
-	first, last := files[0].ino, files[len(files)-1].ino
-	for _, in := range d.model.inodes {
-		if in.ino >= first && in.ino <= last {
-			inRange++
-		}
-	}
-	if len(files)*8 < inRange {
-		for _, f := range files {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			raw, err := d.fs.InodeRaw(f.ino)
-			if err != nil {
-				return err
-			}
-			if err := d.dumpFile(w, f.ino, raw); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	i := 0
-	err := d.fs.WalkInodes(ctx, func(ino uint64, raw []byte) error {
-		if ino < files[i].ino {
-			return nil
-		}
-		for i < len(files) && files[i].ino < ino {
-			d.problem("inode %d: no longer allocated during the dump", files[i].ino)
-			i++
-		}
-		if i == len(files) {
-			return errWalkDone
-		}
-		if files[i].ino != ino {
-			return nil
-		}
-		i++
-		if err := d.dumpFile(w, ino, raw); err != nil {
-			return err
-		}
-		if i == len(files) {
-			return errWalkDone
-		}
-		return nil
-	})
-	if errors.Is(err, errWalkDone) {
-		err = nil
-	}
-	if err == nil && i < len(files) {
-		return fmt.Errorf("inode %d and %d more: not found by the inode walk", files[i].ino, len(files)-i-1)
+	rctx, cancel := context.WithCancel(ctx)
+	fr := newFileReader(rctx, d)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fr.run(files)
+	}()
+	err := d.writeOps(w, fr)
+	// Stop the reader (if writing failed) and wait for it: no goroutine
+	// outlives the call.
+	cancel()
+	<-done
+	if err == nil {
+		err = ctx.Err() // the reader stops quietly when interrupted
 	}
 	return err
-}
-
-// countingReader adds what passes through it to the progress counter.
-type countingReader struct {
-	r io.Reader
-	d *dumper
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.d.data.Add(int64(n))
-	if c.d.opts.onData != nil {
-		c.d.opts.onData(n)
-	}
-	return n, err
-}
-
-// dumpFile writes one non-directory inode. Corruption that makes it
-// unreadable is reported and the inode skipped (before anything of it is
-// written); errors from the stream or the device end the dump.
-func (d *dumper) dumpFile(w *stream.Writer, ino uint64, raw []byte) error {
-	if d.opts.beforeFile != nil {
-		d.opts.beforeFile(ino)
-	}
-	ip, err := d.fs.DecodeInode(ino, raw)
-	if err != nil {
-		d.problem("%v: not dumped", err)
-		return nil
-	}
-	meta, err := metaOf(d.fs, ip)
-	if err != nil {
-		d.problem("%v: not dumped", err)
-		return nil
-	}
-	xattrs, err := xattrsOf(d.fs, ip)
-	if err != nil {
-		if isIOError(err) {
-			return err
-		}
-		d.problem("inode %d: attributes: %v: not dumped", ino, err)
-		return nil
-	}
-	switch {
-	case ip.IsReg():
-		f, err := d.fs.OpenFile(ip)
-		if err != nil {
-			if isIOError(err) {
-				return err
-			}
-			d.problem("%v: not dumped", err)
-			return nil
-		}
-		if err := w.BeginFile(meta, xattrs); err != nil {
-			return err
-		}
-		for _, run := range f.DataMap() {
-			if run.Kind != xfs.RunData {
-				continue // holes and unwritten extents are holes
-			}
-			cr := &countingReader{r: io.NewSectionReader(f, run.Off, run.Len), d: d}
-			if err := w.WriteData(run.Off, cr, run.Len); err != nil {
-				return err
-			}
-		}
-		if err := w.EndFile(); err != nil {
-			return err
-		}
-	case ip.IsSymlink():
-		target, err := d.fs.Readlink(ip)
-		if err != nil {
-			if isIOError(err) {
-				return err
-			}
-			d.problem("%v: not dumped", err)
-			return nil
-		}
-		meta.Symlink = target
-		if err := w.WriteFile(meta, xattrs, nil); err != nil {
-			return err
-		}
-	default:
-		if err := w.WriteFile(meta, xattrs, nil); err != nil {
-			return err
-		}
-	}
-	d.files.Add(1)
-	return nil
 }
 
 // isIOError tells device failures, which end a dump, from everything else

@@ -651,6 +651,51 @@ func (w *Writer) BeginFile(meta FileMeta, xattrs []Xattr) error {
 // WriteData stores n bytes read from r at file offset off of the file begun
 // with BeginFile. Data is streamed in pieces of at most MaxDataPiece bytes.
 func (w *Writer) WriteData(off int64, r io.Reader, n int64) error {
+	if err := w.checkData(off, n); err != nil {
+		return err
+	}
+	if w.piece == nil {
+		w.piece = alignedPiece()
+	}
+	for n > 0 {
+		k := int(min(n, MaxDataPiece))
+		p := w.piece[:dataFixed+k]
+		if _, err := io.ReadFull(r, p[dataFixed:]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return w.fail(fmt.Errorf("stream: inode %d: reading data at offset %d: %w", w.g.ino, off, err))
+		}
+		w.emitData(off, p)
+		off += int64(k)
+		n -= int64(k)
+	}
+	return w.err
+}
+
+// DataHeadroom is the number of bytes WriteDataInPlace needs in front of
+// the data.
+const DataHeadroom = dataFixed
+
+// WriteDataInPlace is WriteData for one piece already in memory:
+// buf[DataHeadroom:] is the data (1 to MaxDataPiece bytes) at file offset
+// off; the Writer overwrites buf[:DataHeadroom] and copies the piece
+// straight into its chunk. A caller cutting an extent into pieces must cut
+// it where WriteData would (every MaxDataPiece bytes from its start), so
+// that the records are the same.
+func (w *Writer) WriteDataInPlace(off int64, buf []byte) error {
+	n := int64(len(buf) - DataHeadroom)
+	if n > MaxDataPiece {
+		return fmt.Errorf("stream: inode %d: data piece of %d bytes (at most %d)", w.g.ino, n, MaxDataPiece)
+	}
+	if err := w.checkData(off, n); err != nil {
+		return err
+	}
+	w.emitData(off, buf)
+	return w.err
+}
+
+func (w *Writer) checkData(off, n int64) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
@@ -667,27 +712,17 @@ func (w *Writer) WriteData(off int64, r io.Reader, n int64) error {
 	case off > w.g.size || n > w.g.size-off:
 		return fmt.Errorf("stream: inode %d: extent %d+%d beyond size %d", w.g.ino, off, n, w.g.size)
 	}
-	if w.piece == nil {
-		w.piece = alignedPiece()
-	}
-	for n > 0 {
-		k := int(min(n, MaxDataPiece))
-		p := w.piece[:dataFixed+k]
-		le.PutUint64(p, uint64(off))
-		if _, err := io.ReadFull(r, p[dataFixed:]); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return w.fail(fmt.Errorf("stream: inode %d: reading data at offset %d: %w", w.g.ino, off, err))
-		}
-		w.emit(recData, w.g.ino, p)
-		w.g.end.pieces++
-		w.g.end.dataBytes += uint64(k)
-		off += int64(k)
-		n -= int64(k)
-	}
-	w.g.dataEnd = off
-	return w.err
+	return nil
+}
+
+// emitData writes one DATA record; p[dataFixed:] holds the data.
+func (w *Writer) emitData(off int64, p []byte) {
+	le.PutUint64(p, uint64(off))
+	w.emit(recData, w.g.ino, p)
+	k := len(p) - dataFixed
+	w.g.end.pieces++
+	w.g.end.dataBytes += uint64(k)
+	w.g.dataEnd = off + int64(k)
 }
 
 // EndFile finishes the file begun with BeginFile.
