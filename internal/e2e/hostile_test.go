@@ -1,0 +1,207 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"xfskit/internal/clitest"
+	"xfskit/internal/oracle"
+	"xfskit/internal/treecmp"
+)
+
+// knownBug skips a check of an open finding (see
+// /work/notes/s3/e2e-findings.md) unless XFSKIT_E2E_KNOWN_BUGS=1, so that
+// the suite stays green while the owner fixes it and the check is ready.
+func knownBug(t *testing.T, finding string) {
+	t.Helper()
+	if os.Getenv("XFSKIT_E2E_KNOWN_BUGS") != "1" {
+		t.Skipf("skipping: open finding %s (XFSKIT_E2E_KNOWN_BUGS=1 runs it)", finding)
+	}
+}
+
+// reproducibleImages: CI builds of the same tree with SOURCE_DATE_EPOCH and
+// a fixed UUID give byte-identical images, and so does growing them.
+func reproducibleImages(t *testing.T, tl tools, src string) {
+	dir := t.TempDir()
+	env := []string{"SOURCE_DATE_EPOCH=1700000000"}
+	var images [2][]byte
+	for i := range images {
+		img := filepath.Join(dir, fmt.Sprintf("r%d.img", i))
+		for _, args := range [][]string{
+			{"mkfs", "-q", "-m", "uuid=0b5e55ed-1234-4321-abcd-0123456789ab", "-p", src, "-d", "size=150m", img},
+			{"growfs", "-q", "--size", "400m", img},
+		} {
+			if out, errOut, code := (clitest.Opts{Env: env}).Run(tl[args[0]], args[1:]...); code != 0 {
+				t.Fatalf("%s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+			}
+		}
+		b, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		images[i] = b
+	}
+	if !bytes.Equal(images[0], images[1]) {
+		for off := 0; off < len(images[0]); off += 512 {
+			if !bytes.Equal(images[0][off:off+512], images[1][off:off+512]) {
+				t.Fatalf("two builds of the same tree differ, first at sector %d", off/512)
+			}
+		}
+	}
+}
+
+// hugeSparseImage: 1 TiB AGs, grown from two to three, so that the kernel's
+// new files in the third AG have inode numbers above 2^32; check, repair,
+// dump, a cumulative restore and the engine's snapshot all follow them.
+func hugeSparseImage(t *testing.T, tl tools, src string, want *treecmp.Tree) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "huge.img")
+	tl.run(t, "mkfs", "-q", "-p", src, "-d", "size=2t,agsize=268435455b", img)
+	g := tl.grow(t, "--size", "3t", img)
+	if g.NewAGCount != 3 {
+		t.Fatalf("growfs to 3 TiB: %+v", g)
+	}
+	tl.checkClean(t, img)
+	mnt := oracle.Mount(t, img, false)
+	oracle.MustBeMounted(t, mnt)
+	high := 0
+	for i := 0; i < 6; i++ {
+		d := filepath.Join(mnt, "wide", fmt.Sprintf("d%d", i))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(d, "f")
+		if err := os.WriteFile(f, pattern(i, 5000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(f, filepath.Join(mnt, "wide", fmt.Sprintf("link%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Setxattr(f, "user.where", []byte(d), 0); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(f); err == nil && inoOf(fi) >= 1<<32 {
+			high++
+		}
+	}
+	oracle.Unmount(t, mnt)
+	if high == 0 {
+		t.Fatal("no file got an inode number above 2^32")
+	}
+	tl.checkClean(t, img)
+
+	inv, l0, l1 := filepath.Join(dir, "inv.db"), filepath.Join(dir, "l0"), filepath.Join(dir, "l1")
+	tl.run(t, "dump", "-q", "--inventory", inv, "-f", l0, img)
+	mnt = oracle.Mount(t, img, false)
+	oracle.MustBeMounted(t, mnt)
+	for i := 0; i < 6; i += 2 {
+		if err := os.Rename(filepath.Join(mnt, "wide", fmt.Sprintf("d%d", i)), filepath.Join(mnt, fmt.Sprintf("moved%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(mnt, fmt.Sprintf("moved%d", i), "f"), []byte("rewritten"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oracle.Unmount(t, mnt)
+	tl.run(t, "dump", "-q", "--inventory", inv, "-l", "1", "-f", l1, img)
+	dest, state := filepath.Join(scratchXFS(t, 4096), "dest"), filepath.Join(dir, "state")
+	tl.run(t, "restore", "-q", "-r", "--state", state, "-f", l0, "-f", l1, dest)
+	sameTree(t, "cumulative restore of 64-bit inode numbers", kernelView(t, img), snapshot(t, dest), treecmp.DiffOptions{Sparse: true, Nlink: true})
+}
+
+// singleAG: an image made with one AG (no backup superblock) grows into
+// several; the checkers and the kernel agree.
+func singleAG(t *testing.T, tl tools, src string, want *treecmp.Tree) {
+	img := filepath.Join(t.TempDir(), "one.img")
+	tl.run(t, "mkfs", "-q", "-p", src, "-d", "agcount=1,size=100m", img)
+	tl.run(t, "check", "--no-progress", img) // xfs_repair cannot check a single AG without a backup
+	g := tl.grow(t, "--size", "450m", img)
+	if g.OldAGCount != 1 || g.NewAGCount != 5 {
+		t.Fatalf("growfs of a single-AG image: %+v", g)
+	}
+	tl.checkClean(t, img)
+	mnt := oracle.Mount(t, img, true)
+	sameTree(t, "kernel mount of a grown single-AG image", want, snapshot(t, mnt), exact)
+}
+
+// blockDevice: the tools on an unmounted loop device, as on a disk: mkfs
+// -p onto it, the backing file extended and the device resized, growfs
+// to the device's size, check and dump from the device.
+func blockDevice(t *testing.T, tl tools, src string, want *treecmp.Tree) {
+	oracle.Require(t, oracle.Loop)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	oracle.Run(t, "truncate", "-s", "200m", img)
+	dev := strings.TrimSpace(oracle.Run(t, "losetup", "-f", "--show", img))
+	t.Cleanup(func() { oracle.RunStatus("losetup", "-d", dev) })
+	tl.run(t, "mkfs", "-q", "-f", "-p", src, dev)
+	tl.run(t, "check", "--no-progress", dev)
+	oracle.Run(t, "truncate", "-s", "500m", img)
+	oracle.Run(t, "losetup", "-c", dev)
+	g := tl.grow(t, dev)
+	if g.NewBlocks != 500<<8 {
+		t.Fatalf("growfs %s (500 MiB): %+v", dev, g)
+	}
+	tl.run(t, "check", "--no-progress", dev)
+	oracle.RequireRepairClean(t, dev)
+	s := filepath.Join(dir, "l0")
+	tl.run(t, "dump", "-q", "--inventory", filepath.Join(dir, "inv.db"), "-f", s, dev)
+	dest := filepath.Join(scratchXFS(t, 4096), "dest")
+	tl.run(t, "restore", "-q", "-f", s, dest)
+	sameTree(t, "restore of a dump of a block device vs the source", want, snapshot(t, dest), exact)
+}
+
+// mountedRefusals: the offline tools must not act on a filesystem the
+// kernel has mounted read-write: what is on disk is not what the kernel
+// holds (a dump would record a stale tree as a complete session; mkfs
+// would destroy it under the kernel). growfs already refuses.
+func mountedRefusals(t *testing.T, tl tools, src string) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "m.img")
+	tl.run(t, "mkfs", "-q", "-p", src, "-d", "size=100m", img)
+	dev := strings.TrimSpace(oracle.Run(t, "losetup", "-f", "--show", img))
+	t.Cleanup(func() { oracle.RunStatus("losetup", "-d", dev) })
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	oracle.Run(t, "mount", dev, mnt)
+	t.Cleanup(func() { oracle.Unmount(t, mnt) })
+	oracle.MustBeMounted(t, mnt)
+	if err := os.WriteFile(filepath.Join(mnt, "not-yet-on-disk"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr := tl.runCode(t, 1, "growfs", "--size", "200m", img)
+	if !strings.Contains(stderr, "mounted") {
+		t.Errorf("growfs of a mounted image: %s", stderr)
+	}
+	t.Run("dump", func(t *testing.T) {
+		knownBug(t, "F1 (dump of a mounted filesystem)")
+		for _, target := range []string{img, dev} {
+			_, _, code := (clitest.Opts{}).Run(tl["dump"], "-q", "--inventory", filepath.Join(dir, "inv.db"), "-f", filepath.Join(dir, "s"), target)
+			if code == 0 {
+				t.Errorf("dump of mounted %s succeeded", target)
+			}
+		}
+	})
+	t.Run("mkfs", func(t *testing.T) {
+		knownBug(t, "F2 (mkfs -f formats a mounted filesystem)")
+		for _, target := range []string{dev, img} {
+			if _, _, code := (clitest.Opts{}).Run(tl["mkfs"], "-q", "-f", target); code == 0 {
+				t.Errorf("mkfs -f of mounted %s succeeded", target)
+			}
+		}
+	})
+	t.Run("check", func(t *testing.T) {
+		knownBug(t, "F3 (check of a mounted, writable device; xfs_repair -n refuses)")
+		if _, _, code := (clitest.Opts{}).Run(tl["check"], "--no-progress", dev); code == 0 {
+			t.Errorf("check of mounted %s reported it clean", dev)
+		}
+	})
+}
