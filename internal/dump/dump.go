@@ -255,7 +255,7 @@ func distinctFiles(image, inv string, dests []string) error {
 // prepare runs the first pass and the selection.
 func (d *dumper) prepare(ctx context.Context, since *stream.Timestamp, subtrees []string) error {
 	stop := d.scanProgress()
-	m, err := scan(ctx, d.fs, since, &d.scanned)
+	m, err := scan(ctx, d.fs, since, &d.scanned, len(subtrees) == 0)
 	stop()
 	if err != nil {
 		if ctx.Err() != nil {

@@ -263,7 +263,7 @@ func TestSubtrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fs.Close()
-	m, err := scan(t.Context(), fs, nil, nil)
+	m, err := scan(t.Context(), fs, nil, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

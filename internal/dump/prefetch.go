@@ -243,7 +243,7 @@ func (fr *fileReader) file(ino uint64, raw []byte) error {
 	if d.opts.beforeFile != nil {
 		d.opts.beforeFile(ino)
 	}
-	ip, err := d.fs.DecodeInode(ino, raw)
+	ip, err := d.fs.DecodeInodeShared(ino, raw) // nothing of it outlives the call
 	if err != nil {
 		d.problem("%v: not dumped", err)
 		return nil

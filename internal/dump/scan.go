@@ -44,8 +44,9 @@ type fsModel struct {
 	root   uint64
 	bad    map[uint64]string // why an inode could not be decoded
 
-	mu   sync.Mutex
-	dirs map[uint64]*dirInfo
+	mu    sync.Mutex
+	dirs  map[uint64]*dirInfo
+	early map[uint64]*dirInfo // read during the scan, entries not typed yet
 }
 
 // lookup returns the info of ino, or nil if the inode is not allocated.
@@ -71,15 +72,39 @@ type scanCounters struct {
 
 // scan walks every allocated inode once, in inode order with large
 // sequential reads, keeping a small record per inode. Directories are read
-// later, only those the selection needs (loadDirs).
-func scan(ctx context.Context, fs *xfs.FS, since *stream.Timestamp, cnt *scanCounters) (*fsModel, error) {
+// later, only those the selection needs (loadDirs); with eagerDirs (a dump
+// of the whole filesystem, which needs them all) they are read during the
+// walk instead, on other goroutines.
+func scan(ctx context.Context, fs *xfs.FS, since *stream.Timestamp, cnt *scanCounters, eagerDirs bool) (*fsModel, error) {
 	m := &fsModel{fs: fs, dirs: map[uint64]*dirInfo{}, root: fs.SB.RootIno, bad: map[uint64]string{}}
 	blockLog := fs.SB.BlockLog
+	var dirs chan *xfs.Inode
+	var readers sync.WaitGroup
+	if eagerDirs {
+		m.early = map[uint64]*dirInfo{}
+		dirs = make(chan *xfs.Inode, 256)
+		for range max(1, runtime.GOMAXPROCS(0)-1) {
+			readers.Go(func() {
+				for ip := range dirs {
+					if ctx.Err() != nil {
+						continue
+					}
+					// A failure is left for loadDirs to meet again, if
+					// the selection needs the directory.
+					if d, err := readDirEntries(fs, ip); err == nil {
+						m.mu.Lock()
+						m.early[ip.Ino] = d
+						m.mu.Unlock()
+					}
+				}
+			})
+		}
+	}
 	err := fs.WalkInodes(ctx, func(ino uint64, raw []byte) error {
 		if cnt != nil {
 			cnt.inodes.Add(1)
 		}
-		ip, err := fs.DecodeInode(ino, raw)
+		ip, err := fs.DecodeInodeShared(ino, raw) // nothing of it is kept
 		if err != nil {
 			m.inodes = append(m.inodes, inodeInfo{ino: ino, bad: true})
 			m.bad[ino] = err.Error()
@@ -91,8 +116,18 @@ func scan(ctx context.Context, fs *xfs.FS, since *stream.Timestamp, cnt *scanCou
 			info.bytes = max(0, min(int64(ip.Size), int64(ip.NBlocks<<blockLog)))
 		}
 		m.inodes = append(m.inodes, info)
+		if dirs != nil && ip.IsDir() {
+			own, err := fs.DecodeInode(ino, raw)
+			if err == nil {
+				dirs <- own
+			}
+		}
 		return nil
 	})
+	if dirs != nil {
+		close(dirs)
+		readers.Wait()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -110,6 +145,20 @@ func (m *fsModel) loadDirs(ctx context.Context, inos []uint64) error {
 	g.SetLimit(max(2, runtime.GOMAXPROCS(0)))
 	for _, ino := range inos {
 		if m.dir(ino) != nil {
+			continue
+		}
+		m.mu.Lock()
+		d := m.early[ino]
+		delete(m.early, ino)
+		m.mu.Unlock()
+		if d != nil {
+			// Read during the scan: only the typing is left.
+			if err := m.typeEntries(ino, d); err != nil {
+				return err
+			}
+			m.mu.Lock()
+			m.dirs[ino] = d
+			m.mu.Unlock()
 			continue
 		}
 		g.Go(func() error {
@@ -133,25 +182,35 @@ func (m *fsModel) loadDirs(ctx context.Context, inos []uint64) error {
 // the entries from the inodes themselves (they are what a restore creates,
 // and filesystems without ftype store no types).
 func (m *fsModel) readDir(ino uint64) (*dirInfo, error) {
-	where := fmt.Sprintf("inode %d", ino)
 	ip, err := m.fs.Inode(ino)
 	if err != nil {
 		return nil, err
 	}
-	if !ip.IsDir() {
-		return nil, ondisk.Corrupt("directory", where, "mode", "named as a directory but mode is 0%o", ip.Mode)
-	}
-	meta, err := metaOf(m.fs, ip)
+	d, err := readDirEntries(m.fs, ip)
 	if err != nil {
 		return nil, err
 	}
-	xattrs, err := xattrsOf(m.fs, ip)
+	return d, m.typeEntries(ino, d)
+}
+
+// readDirEntries reads a directory's metadata, attributes and entries
+// (typed as the directory says).
+func readDirEntries(fs *xfs.FS, ip *xfs.Inode) (*dirInfo, error) {
+	where := fmt.Sprintf("inode %d", ip.Ino)
+	if !ip.IsDir() {
+		return nil, ondisk.Corrupt("directory", where, "mode", "named as a directory but mode is 0%o", ip.Mode)
+	}
+	meta, err := metaOf(fs, ip)
+	if err != nil {
+		return nil, err
+	}
+	xattrs, err := xattrsOf(fs, ip)
 	if err != nil {
 		return nil, fmt.Errorf("directory %s: attributes: %w", where, err)
 	}
 	d := &dirInfo{meta: meta, xattrs: xattrs}
 	haveParent := false
-	err = m.fs.WalkDir(ip, func(e xfs.DirEntry) error {
+	err = fs.WalkDir(ip, func(e xfs.DirEntry) error {
 		switch string(e.Name) {
 		case ".":
 			return nil
@@ -168,6 +227,12 @@ func (m *fsModel) readDir(ino uint64) (*dirInfo, error) {
 	if !haveParent {
 		return nil, ondisk.Corrupt("directory", where, "..", "no parent entry")
 	}
+	return d, nil
+}
+
+// typeEntries types d's entries from the inodes they name (the first pass
+// must be complete), dropping those that name free inodes.
+func (m *fsModel) typeEntries(ino uint64, d *dirInfo) error {
 	kept := d.entries[:0]
 	for _, e := range d.entries {
 		t := m.lookup(e.Ino)
@@ -175,7 +240,7 @@ func (m *fsModel) readDir(ino uint64) (*dirInfo, error) {
 		case e.Type == stream.TypeDir && (t == nil || t.bad || !t.isDir()):
 			// Leaving a directory out would make a restore delete
 			// everything below it.
-			return nil, ondisk.Corrupt("directory", where, "", "entry %q names directory inode %d, which is free, unreadable or not a directory: repair the filesystem before dumping it", e.Name, e.Ino)
+			return ondisk.Corrupt("directory", fmt.Sprintf("inode %d", ino), "", "entry %q names directory inode %d, which is free, unreadable or not a directory: repair the filesystem before dumping it", e.Name, e.Ino)
 		case t == nil:
 			d.dropped = append(d.dropped, fmt.Sprintf("directory inode %d: entry %q names free inode %d: entry not dumped", ino, e.Name, e.Ino))
 			continue
@@ -188,5 +253,5 @@ func (m *fsModel) readDir(ino uint64) (*dirInfo, error) {
 		kept = append(kept, e)
 	}
 	d.entries = kept
-	return d, nil
+	return nil
 }
