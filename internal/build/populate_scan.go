@@ -105,11 +105,13 @@ func (q *popScanQueue) work() {
 // subdirectories. Reading stops at the first entry that fails, as a
 // sequential walk would stop there.
 func popReadDirItem(d *popScanItem) []*popScanItem {
-	names, err := popReadDirNames(d.n.src)
+	names, dir, err := popReadDirNames(d.n.src)
 	if err != nil {
 		d.listErr = err
 		return nil
 	}
+	defer dir.Close()
+	dirfd := int(dir.Fd())
 	var sub []*popScanItem
 	d.kids = make([]*popScanItem, 0, len(names))
 	for _, name := range names {
@@ -117,7 +119,8 @@ func popReadDirItem(d *popScanItem) []*popScanItem {
 		it := &popScanItem{}
 		d.kids = append(d.kids, it)
 		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
+		// By name in the open directory: no walk of the whole path.
+		if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			it.err = fmt.Errorf("%s: %w", p, err)
 			break
 		}

@@ -79,24 +79,26 @@ func popScanDir(dir string) (*popTree, error) {
 	return popScan(dir, popScanWorkers())
 }
 
-// popReadDirNames lists a directory's names sorted bytewise.
-func popReadDirNames(dir string) ([]string, error) {
+// popReadDirNames lists a directory's names sorted bytewise, and
+// returns the directory still open (the caller closes it) so that its
+// entries can be looked up by name alone.
+func popReadDirNames(dir string) ([]string, *os.File, error) {
 	// O_NOATIME where permitted: reading the source must not change it.
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.EPERM) {
 		fd, err = unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	}
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+		return nil, nil, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), dir)
-	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	sort.Strings(names)
-	return names, nil
+	return names, f, nil
 }
 
 // popDirBytes estimates a directory's size on disk.

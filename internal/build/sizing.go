@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,6 +27,15 @@ type Sizer struct {
 	sim    *popSim
 	now    time.Time
 	counts TreeCounts
+	// copies are the tree and its sizing data for each concurrent
+	// trial (populating assigns inode numbers and mappings in the
+	// tree); copies[0] is the scanned tree itself.
+	copies []simCopy
+}
+
+type simCopy struct {
+	tree *popTree
+	sim  *popSim
 }
 
 // TreeCounts describes a scanned source tree.
@@ -110,6 +121,7 @@ func NewSizer(o *Options) (*Sizer, error) {
 		return nil, scanErr
 	}
 	s.counts.Entries = t.entries
+	s.copies = []simCopy{{t, s.sim}}
 	return s, nil
 }
 
@@ -216,6 +228,8 @@ type Trial struct {
 	// SpaceUsed is the number of blocks populating took from the free
 	// space B-trees (free space B-tree blocks included).
 	SpaceUsed uint64
+	// AGFree is each AG's free space (AGF freeblks) once populated.
+	AGFree []uint64
 }
 
 // Used is the number of blocks the tree takes in the filesystem.
@@ -224,7 +238,32 @@ func (t *Trial) Used() uint64 { return t.FreeBefore - t.FreeAfter }
 // Try runs mkfs -p -d size=SIZE without writing anything. Whatever stops
 // it (a size too small to plan, or no space left) is reported in the
 // Trial, not as an error.
-func (s *Sizer) Try(size int64) *Trial {
+func (s *Sizer) Try(size int64) *Trial { return s.TryAll(size)[0] }
+
+// TryAll runs Try for each size, at the same time on up to as many
+// cores (each on its own copy of the tree).
+func (s *Sizer) TryAll(sizes ...int64) []*Trial {
+	n := min(len(sizes), max(runtime.GOMAXPROCS(0), 1))
+	for len(s.copies) < n {
+		t, sim := s.tree.clone(s.sim)
+		s.copies = append(s.copies, simCopy{t, sim})
+	}
+	out := make([]*Trial, len(sizes))
+	var wg sync.WaitGroup
+	for w := 0; w < n; w++ {
+		wg.Add(1)
+		go func(c simCopy) {
+			defer wg.Done()
+			for i := w; i < len(sizes); i += n {
+				out[i] = s.try(c, sizes[i])
+			}
+		}(s.copies[w])
+	}
+	wg.Wait()
+	return out
+}
+
+func (s *Sizer) try(c simCopy, size int64) *Trial {
 	t := &Trial{Size: size}
 	g, err := s.Plan(size)
 	if err != nil {
@@ -239,18 +278,18 @@ func (s *Sizer) Try(size int64) *Trial {
 	}
 	dev.frozen = true
 	var spaceBefore, spaceAfter uint64
-	if t.FreeBefore, spaceBefore, err = dev.counters(g); err != nil {
+	if t.FreeBefore, spaceBefore, _, err = dev.counters(g); err != nil {
 		t.Err = err
 		return t
 	}
-	s.resetTree()
-	stats, err := populate(dev, s.tree, &PopulateOptions{Now: s.now, sim: s.sim})
+	resetTree(c.tree)
+	stats, err := populate(dev, c.tree, &PopulateOptions{Now: s.now, sim: c.sim})
 	if err != nil {
 		t.Err = err
 		return t
 	}
 	t.Stats = *stats
-	if t.FreeAfter, spaceAfter, err = dev.counters(g); err != nil {
+	if t.FreeAfter, spaceAfter, t.AGFree, err = dev.counters(g); err != nil {
 		t.Err = err
 		return t
 	}
@@ -261,12 +300,41 @@ func (s *Sizer) Try(size int64) *Trial {
 
 // resetTree clears what a populate run assigned to the tree (inode
 // numbers, AGs, mappings, inherited flags), so it can run again.
-func (s *Sizer) resetTree() {
-	walkPop(s.tree.root, func(n, parent *popNode) error {
+func resetTree(t *popTree) {
+	walkPop(t.root, func(n, parent *popNode) error {
 		n.ino, n.agno, n.ext = 0, 0, n.ext[:0]
 		n.flags, n.flags2, n.projid, n.extsize, n.cowextsize = 0, 0, 0, 0, 0
 		return nil
 	})
+}
+
+// clone copies the tree's nodes (sharing names, attributes and other
+// read-only contents) and the sizing data keyed by them.
+func (t *popTree) clone(sim *popSim) (*popTree, *popSim) {
+	c := *t
+	copies := map[*popNode]*popNode{}
+	var dup func(n *popNode) *popNode
+	dup = func(n *popNode) *popNode {
+		d := *n
+		d.ext = nil
+		d.kids = make([]*popNode, len(n.kids))
+		for i, k := range n.kids {
+			d.kids[i] = dup(k)
+		}
+		copies[n] = &d
+		return &d
+	}
+	c.root = dup(t.root)
+	for _, d := range copies {
+		if d.inode != nil {
+			d.inode = copies[d.inode]
+		}
+	}
+	cs := &popSim{sparse: make(map[*popNode][][2]int64, len(sim.sparse))}
+	for n, r := range sim.sparse {
+		cs.sparse[copies[n]] = r
+	}
+	return &c, cs
 }
 
 // simDevice is the device of a sizing run: it keeps the pages Format
@@ -334,26 +402,27 @@ func (d *simDevice) Size() int64  { return d.size }
 func (d *simDevice) Close() error { return nil }
 func (d *simDevice) Name() string { return "(sizing run)" }
 
-// counters reads the superblock's free block count and the sum of the
-// AGFs' free space B-tree blocks.
-func (d *simDevice) counters(g *Geometry) (fdblocks, agfFree uint64, err error) {
+// counters reads the superblock's free block count and the AGFs' free
+// space B-tree blocks, in all and per AG.
+func (d *simDevice) counters(g *Geometry) (fdblocks, agfFree uint64, perAG []uint64, err error) {
 	buf := make([]byte, g.SectorSize)
 	if _, err := d.ReadAt(buf, 0); err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	sb, err := ondisk.DecodeSuperblock(buf)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	for agno := uint32(0); agno < g.AGCount; agno++ {
 		if _, err := d.ReadAt(buf, g.agbOffset(agno, 0)+int64(g.SectorSize)); err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 		agf, err := ondisk.DecodeAGF(buf)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 		agfFree += uint64(agf.FreeBlks)
+		perAG = append(perAG, uint64(agf.FreeBlks))
 	}
-	return sb.FDBlocks, agfFree, nil
+	return sb.FDBlocks, agfFree, perAG, nil
 }
