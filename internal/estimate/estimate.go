@@ -6,16 +6,20 @@
 // candidate size on an in-memory device, reading no file data, and says
 // whether the tree fits; this package searches for the smallest size that
 // does. A first run at the size mkfs -p picks by itself measures how many
-// blocks the tree takes; the smallest size whose empty filesystem has
-// that much free space is then tried, and the search steps up and bisects
-// when per-AG needs (inode and free space B-tree blocks, which must come
-// from their own AG) make it fall a few blocks short.
+// blocks the tree takes and how much each AG keeps free; the next size
+// tried is the larger of two bounds: the smallest size whose empty
+// filesystem has that many free blocks, and the size at which the AG
+// with the least room left would have none (populating fills AGs by
+// placement, not evenly, and an AG's inode and free space B-tree blocks
+// must come from that AG). When a run falls short, the search steps up
+// and bisects; every size it returns was fitted by a run.
 package estimate
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"xfskit/internal/build"
 )
@@ -31,6 +35,8 @@ type Options struct {
 	// Round, when > 0, rounds the size up to a multiple of Round bytes
 	// (a size that reads well as -d size=), checked again.
 	Round int64
+	// Trace, when set, sees every sizing run.
+	Trace func(t *build.Trial)
 }
 
 // Result is the estimate for one tree.
@@ -110,7 +116,7 @@ func Estimate(o Options, dir string) (*Result, error) {
 	r.AutoBytes = hi
 	var top *build.Trial
 	for i := 0; top == nil; i++ {
-		t := e.try(hi)
+		t := e.try(hi)[0]
 		if i == 0 && err == nil {
 			r.AutoFits = t.Fits
 		}
@@ -127,20 +133,25 @@ func Estimate(o Options, dir string) (*Result, error) {
 	}
 	e.bs = int64(top.Geometry.BlockSize)
 
-	// Down to the smallest size whose empty filesystem has the room the
-	// tree took, refined while a run leaves blocks unused.
-	best := top
-	for round := 0; round < 4; round++ {
-		c, err := e.minSizeFor(best.SpaceUsed + marginBlocks(best, o.Margin))
-		if err != nil || c >= best.Size {
+	// Down from there: each round tries, at the same time, the two
+	// sizes the best run so far points to (bounds below), keeping the
+	// smallest that fits and the largest that does not, until neither
+	// is smaller than the best; then the gap is narrowed.
+	best, lo := top, int64(0)
+	for round := 0; round < 8; round++ {
+		var sizes []int64
+		for _, c := range e.bounds(best) {
+			if c > lo && c < best.Size && !slices.Contains(sizes, c) {
+				sizes = append(sizes, c)
+			}
+		}
+		if len(sizes) == 0 {
 			break
 		}
-		t := e.try(c)
-		if !e.ok(t) {
-			best = e.bisect(c, best)
-			break
-		}
-		best = t
+		best, lo = e.tryAll(best, lo, sizes...)
+	}
+	if lo > 0 {
+		best = e.narrow(lo, best)
 	}
 	if o.Round > 0 {
 		if best, err = e.roundUp(best); err != nil {
@@ -157,13 +168,67 @@ func Estimate(o Options, dir string) (*Result, error) {
 // AG cures. A tree that cannot be copied at all fails every run.
 const maxDoublings = 12
 
-// try runs mkfs -p at size bytes, refusing a lone AG unless asked for.
-func (e *search) try(size int64) *build.Trial {
-	e.trials++
-	if g, err := e.s.Plan(size); err == nil && !e.agsOK(g) {
-		return &build.Trial{Size: size, Geometry: g, Err: errSingleAG}
+// try runs mkfs -p at each size (on every core), refusing a lone AG
+// unless asked for.
+func (e *search) try(sizes ...int64) []*build.Trial {
+	out := make([]*build.Trial, len(sizes))
+	var run []int64
+	for i, size := range sizes {
+		if g, err := e.s.Plan(size); err == nil && !e.agsOK(g) {
+			out[i] = &build.Trial{Size: size, Geometry: g, Err: errSingleAG}
+		} else {
+			run = append(run, size)
+		}
 	}
-	return e.s.Try(size)
+	ts := e.s.TryAll(run...)
+	for i := range out {
+		if out[i] == nil {
+			out[i], ts = ts[0], ts[1:]
+		}
+	}
+	e.trials += len(sizes)
+	if e.o.Trace != nil {
+		for _, t := range out {
+			e.o.Trace(t)
+		}
+	}
+	return out
+}
+
+// tryAll tries sizes and returns the smallest fitting run (best if none
+// is smaller) and the largest size that does not fit (lo if none is
+// larger).
+func (e *search) tryAll(best *build.Trial, lo int64, sizes ...int64) (*build.Trial, int64) {
+	for _, t := range e.try(sizes...) {
+		switch {
+		case e.ok(t) && t.Size < best.Size:
+			best = t
+		case !e.ok(t) && t.Size > lo:
+			lo = t.Size
+		}
+	}
+	return best, lo
+}
+
+// bounds are the sizes a fitting run points to: the smallest size whose
+// empty filesystem has the room the tree took (the whole filesystem
+// bound), and the size at which the AG with the least room left would
+// have none (AGs are filled by placement, not evenly, and each AG's
+// B-tree blocks must come from it). An AG left with nothing free says
+// nothing: its trees fitted.
+func (e *search) bounds(t *build.Trial) []int64 {
+	var out []int64
+	c, err := e.minSizeFor(t.SpaceUsed + marginBlocks(t, e.o.Margin))
+	if err == nil {
+		out = append(out, c)
+	}
+	if m := slices.Min(t.AGFree); m > 0 {
+		g := e.blocks(t.Size - int64(m)*int64(len(t.AGFree))*e.bs)
+		if g > c {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 func (e *search) agsOK(g *build.Geometry) bool { return e.anyAGs || g.AGCount >= 2 }
@@ -222,36 +287,30 @@ func (e *search) room(size int64) (uint64, bool) {
 // blocks rounds size up to whole blocks.
 func (e *search) blocks(size int64) int64 { return (size + e.bs - 1) / e.bs * e.bs }
 
-// bisect finds a fitting size between lo (too small) and fit: steps up
-// from lo by growing strides until a run fits, then halves the gap
-// until it is within a few blocks per AG (or a thousandth of the size).
-func (e *search) bisect(lo int64, fit *build.Trial) *build.Trial {
+// narrow finds a fitting size between lo (too small) and fit, to within
+// 0.5% (or a few blocks per AG), two sizes a round. The first round
+// tries just above lo (most often a few blocks per AG are missing) and
+// just below fit (an AG bound is usually close); later rounds cut the
+// gap in three. Where an AG filled up before its B-tree blocks were
+// taken, fitting need not grow with the size (populating places inodes
+// and data by AG); every size returned was fitted by a run all the same.
+func (e *search) narrow(lo int64, fit *build.Trial) *build.Trial {
 	ags := int64(fit.Geometry.AGCount)
-	tol := max(8*ags*e.bs, lo/1000)
-	step := max(16*ags*e.bs, lo/500)
-	for {
-		next := e.blocks(lo + step)
-		if next >= fit.Size {
+	tol := max(8*ags*e.bs, lo/200)
+	sizes := []int64{e.blocks(lo + max(16*ags*e.bs, lo/1000)), e.blocks(fit.Size - tol)}
+	for i := 0; fit.Size-lo > tol && i < 16; i++ {
+		var in []int64
+		for _, s := range sizes {
+			if s > lo && s < fit.Size && !slices.Contains(in, s) {
+				in = append(in, s)
+			}
+		}
+		if len(in) == 0 {
 			break
 		}
-		t := e.try(next)
-		if e.ok(t) {
-			fit = t
-			break
-		}
-		lo = next
-		step *= 2
-	}
-	for fit.Size-lo > tol {
-		mid := e.blocks(lo + (fit.Size-lo)/2)
-		if mid >= fit.Size {
-			break
-		}
-		if t := e.try(mid); e.ok(t) {
-			fit = t
-		} else {
-			lo = mid
-		}
+		fit, lo = e.tryAll(fit, lo, in...)
+		third := (fit.Size - lo) / 3
+		sizes = []int64{e.blocks(lo + third), e.blocks(lo + 2*third)}
 	}
 	return fit
 }
@@ -267,7 +326,7 @@ func (e *search) roundUp(best *build.Trial) (*build.Trial, error) {
 	}
 	var t *build.Trial
 	for i := 0; i < 8; i++ {
-		if t = e.try(size); e.ok(t) {
+		if t = e.try(size)[0]; e.ok(t) {
 			return t, nil
 		}
 		size += r
