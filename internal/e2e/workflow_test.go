@@ -39,6 +39,10 @@ func TestWorkflows(t *testing.T) {
 		t.Parallel()
 		growFragmentedLastAG(t, tl, src)
 	})
+	t.Run("growfs-vs-xfs_growfs", func(t *testing.T) {
+		t.Parallel()
+		growVsKernel(t, tl, src)
+	})
 	t.Run("reproducible", func(t *testing.T) {
 		t.Parallel()
 		reproducibleImages(t, tl, src)
@@ -118,6 +122,9 @@ func applianceWorkflow(t *testing.T, tl tools, src string, want *treecmp.Tree) {
 		tl.run(t, "restore", "-q", "-f", s1, "-f", s0, dest)
 		sameTree(t, "restore of a dump taken right after growfs vs the source", want, snapshot(t, dest), exact)
 	})
+
+	// xfsdump, through the kernel, reads the grown image completely.
+	t.Run("xfsdump", func(t *testing.T) { xfsdumpReadsOurImage(t, img, want) })
 
 	// Boot: the kernel sees the source tree and the new size.
 	mnt := oracle.Mount(t, img, true)
