@@ -80,6 +80,7 @@ type search struct {
 	anyAGs bool // -d agcount= or agsize= given: take the AG count asked for
 	bs     int64
 	trials int
+	failed []int64 // sizes that did not fit
 }
 
 // Estimate finds the image size mkfs -p needs for dir.
@@ -148,7 +149,7 @@ func Estimate(o Options, dir string) (*Result, error) {
 		if len(sizes) == 0 {
 			break
 		}
-		best, lo = e.tryAll(best, lo, sizes...)
+		best, lo = e.tryAll(best, sizes...)
 	}
 	if lo > 0 {
 		best = e.narrow(lo, best)
@@ -196,39 +197,84 @@ func (e *search) try(sizes ...int64) []*build.Trial {
 }
 
 // tryAll tries sizes and returns the smallest fitting run (best if none
-// is smaller) and the largest size that does not fit (lo if none is
-// larger).
-func (e *search) tryAll(best *build.Trial, lo int64, sizes ...int64) (*build.Trial, int64) {
+// is smaller) and the largest size below it known not to fit (0 if none).
+func (e *search) tryAll(best *build.Trial, sizes ...int64) (*build.Trial, int64) {
 	for _, t := range e.try(sizes...) {
-		switch {
-		case e.ok(t) && t.Size < best.Size:
-			best = t
-		case !e.ok(t) && t.Size > lo:
-			lo = t.Size
+		if e.ok(t) {
+			if t.Size < best.Size {
+				best = t
+			}
+		} else {
+			e.failed = append(e.failed, t.Size)
+		}
+	}
+	lo := int64(0)
+	for _, f := range e.failed {
+		if f < best.Size {
+			lo = max(lo, f)
 		}
 	}
 	return best, lo
 }
 
-// bounds are the sizes a fitting run points to: the smallest size whose
-// empty filesystem has the room the tree took (the whole filesystem
-// bound), and the size at which the AG with the least room left would
-// have none (AGs are filled by placement, not evenly, and each AG's
-// B-tree blocks must come from it). An AG left with nothing free says
-// nothing: its trees fitted.
+// bounds are the sizes a fitting run t points to. The whole filesystem
+// bound c: the smallest size whose empty filesystem has the room the tree
+// took. The AG bound: the size at which the AG with the least room left
+// would have none (AGs are filled by placement, not evenly, and each
+// AG's B-tree blocks must come from it; an AG left with nothing free
+// says nothing, its trees fitted). Fitting grows with the size only
+// while the AG count stays the same: a tree that needs 85 MiB as four
+// AGs may fit in 51 MiB as two. So where c has fewer AGs than t, the
+// largest size with fewer AGs and the smallest with t's AG count are
+// tried too (the AG bound only within t's AG count).
 func (e *search) bounds(t *build.Trial) []int64 {
 	var out []int64
 	c, err := e.minSizeFor(t.SpaceUsed + marginBlocks(t, e.o.Margin))
-	if err == nil {
-		out = append(out, c)
+	if err != nil {
+		return nil
+	}
+	out = append(out, c)
+	ags := t.Geometry.AGCount
+	if n, ok := e.agCount(c); ok && n != ags {
+		// (AG counts need not even grow with the size: a few blocks
+		// past 64 MiB give three AGs, between two and four.)
+		last := e.boundary(c, t.Size, func(m uint32) bool { return m == n })
+		first := e.boundary(last, t.Size, func(m uint32) bool { return m != ags }) + e.bs
+		out = append(out, last, first)
 	}
 	if m := slices.Min(t.AGFree); m > 0 {
 		g := e.blocks(t.Size - int64(m)*int64(len(t.AGFree))*e.bs)
-		if g > c {
+		if n, ok := e.agCount(g); g > c && ok && n == ags {
 			out = append(out, g)
 		}
 	}
 	return out
+}
+
+// agCount is the number of AGs mkfs plans at size bytes.
+func (e *search) agCount(size int64) (uint32, bool) {
+	g, err := e.s.Plan(size)
+	if err != nil {
+		return 0, false
+	}
+	return g.AGCount, true
+}
+
+// boundary bisects [lo, hi) for a size (in whole blocks) whose AG count
+// satisfies in while the next block's does not; in holds at lo, not at hi.
+func (e *search) boundary(lo, hi int64, in func(uint32) bool) int64 {
+	for hi-lo > e.bs {
+		mid := e.blocks(lo + (hi-lo)/2)
+		if mid >= hi {
+			break
+		}
+		if n, ok := e.agCount(mid); ok && in(n) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
 }
 
 func (e *search) agsOK(g *build.Geometry) bool { return e.anyAGs || g.AGCount >= 2 }
@@ -308,7 +354,7 @@ func (e *search) narrow(lo int64, fit *build.Trial) *build.Trial {
 		if len(in) == 0 {
 			break
 		}
-		fit, lo = e.tryAll(fit, lo, in...)
+		fit, lo = e.tryAll(fit, in...)
 		third := (fit.Size - lo) / 3
 		sizes = []int64{e.blocks(lo + third), e.blocks(lo + 2*third)}
 	}
