@@ -49,7 +49,8 @@ type Result struct {
 	Geometry *build.Geometry
 	Trial    *build.Trial // the sizing run at Bytes
 	// AutoBytes is the size mkfs -p DIR picks without -d size= (with
-	// the default --size-margin), and AutoFits whether the tree fits it.
+	// the default --size-margin; 0 if it finds none), and AutoFits
+	// whether the tree fits it.
 	AutoBytes int64
 	AutoFits  bool
 	Counts    build.TreeCounts
@@ -112,9 +113,10 @@ func Estimate(o Options, dir string) (*Result, error) {
 	// function), doubled until the tree fits.
 	hi, err := s.AutoSize()
 	if err != nil {
-		hi = 64 << 20
+		hi = 64 << 20 // mkfs -p could not size it: start somewhere
+	} else {
+		r.AutoBytes = hi
 	}
-	r.AutoBytes = hi
 	var top *build.Trial
 	for i := 0; top == nil; i++ {
 		t := e.try(hi)[0]
