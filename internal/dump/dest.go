@@ -55,6 +55,7 @@ type output struct {
 	stdout    io.Writer
 	mu        sync.Mutex
 	files     []*os.File // media files opened by us, in order (nil for stdout)
+	direct    []*directFile
 	onMedia   func(k int, path string)
 	lockFile  *os.File
 	mediaSize int64
@@ -145,7 +146,20 @@ func (o *output) create() (io.Writer, error) {
 	if o.onMedia != nil {
 		o.onMedia(0, p)
 	}
-	return &guard{w: f, stop: &o.stop, wb: newWriteBehind(f)}, nil
+	return o.fileGuard(f, p), nil
+}
+
+// fileGuard is the guard of a new, empty media file f: written with
+// O_DIRECT where the filesystem allows it, else through the page cache
+// with write-behind.
+func (o *output) fileGuard(f *os.File, path string) *guard {
+	if df := newDirectFile(f, path); df != nil {
+		o.mu.Lock()
+		o.direct = append(o.direct, df)
+		o.mu.Unlock()
+		return &guard{w: df, stop: &o.stop}
+	}
+	return &guard{w: f, stop: &o.stop, wb: newWriteBehind(f)}
 }
 
 // openMedia is the Writer's OpenMedia: it creates media file k (k >= 1).
@@ -161,7 +175,9 @@ func (o *output) openMedia(k int) (io.Writer, error) {
 	o.mu.Lock()
 	o.files = append(o.files, f)
 	o.mu.Unlock()
-	return &guard{w: f, stop: &o.stop, o: o, wb: newWriteBehind(f)}, nil
+	g := o.fileGuard(f, p)
+	g.o = o
+	return g, nil
 }
 
 // existingMedia opens the media files of an interrupted stream for
@@ -253,6 +269,10 @@ func (o *output) sync() error {
 func (o *output) close() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	for _, df := range o.direct {
+		df.close()
+	}
+	o.direct = nil
 	for _, f := range o.files {
 		f.Close()
 	}
@@ -310,6 +330,25 @@ func (g *guard) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Staged and Flush make every guard a stream.StagedWriter (staging is
+// the directFile's).
+func (g *guard) Staged() int64 {
+	if sw, ok := g.w.(stream.StagedWriter); ok {
+		return sw.Staged()
+	}
+	return 0
+}
+
+func (g *guard) Flush() error {
+	if g.stop.Load() {
+		return errAborted
+	}
+	if sw, ok := g.w.(stream.StagedWriter); ok {
+		return sw.Flush()
+	}
+	return nil
+}
+
 // Close is called by the Writer on numbered media files it has filled:
 // they are made durable and closed (a long dump can fill thousands).
 func (g *guard) Close() error {
@@ -317,6 +356,16 @@ func (g *guard) Close() error {
 		return nil
 	}
 	f, ok := g.w.(*os.File)
+	if df, isDirect := g.w.(*directFile); isDirect {
+		if err := df.Flush(); err != nil {
+			return err
+		}
+		df.close()
+		f, ok = df.f, true
+		g.o.mu.Lock()
+		g.o.direct = slices.DeleteFunc(g.o.direct, func(x *directFile) bool { return x == df })
+		g.o.mu.Unlock()
+	}
 	if !ok {
 		return nil
 	}

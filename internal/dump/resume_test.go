@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -231,6 +232,25 @@ func waitForData(t *testing.T, file string) {
 	}
 }
 
+// waitForLock waits until another process holds the lock on file.
+func waitForLock(t *testing.T, file string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if f, err := os.Open(file); err == nil {
+			err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+			f.Close() // releases it if we got it
+			if err == syscall.EWOULDBLOCK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not locked after 30s", file)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestResumeRefusals: a running dump's session is not taken over, and a
 // changed filesystem is not resumed.
 func TestResumeRefusals(t *testing.T) {
@@ -238,9 +258,9 @@ func TestResumeRefusals(t *testing.T) {
 	dir := t.TempDir()
 	spec := childSpec{Image: img, Dests: []string{filepath.Join(dir, "s0")}, Inventory: filepath.Join(dir, "inv.db"), Delay: 5 * time.Millisecond}
 	cmd, done := startChild(t, spec)
-	// Wait for the session to begin, then try to resume it under the
-	// running dump's feet.
-	waitForData(t, spec.Dests[0])
+	// Wait for the dump to hold its stream, then try to resume it under
+	// the running dump's feet.
+	waitForLock(t, spec.Dests[0])
 	_, err := Dump(context.Background(), Options{Image: img, Resume: true, Inventory: spec.Inventory})
 	if err == nil || errors.Is(err, ErrNothingToResume) {
 		t.Fatalf("resuming a running dump: %v", err)

@@ -188,9 +188,15 @@ func (s *sink) mediaWriter() {
 	defer close(s.wdone)
 	for j := range s.order {
 		if j.barrier != nil {
-			if j.cp != nil && s.getErr() == nil {
-				s.pendingDur = append(s.pendingDur, pendingDur{end: s.written, cp: j.cp})
-				s.fireDurable()
+			if s.getErr() == nil {
+				if err := s.flushOut(); err != nil {
+					s.setErr(err)
+				} else {
+					if j.cp != nil {
+						s.pendingDur = append(s.pendingDur, pendingDur{end: s.written, cp: j.cp})
+					}
+					s.fireDurable()
+				}
 			}
 			close(j.barrier)
 			continue
@@ -395,6 +401,9 @@ func (s *sink) finishMedia(final bool) error {
 		s.written += int64(s.blockSize - s.blen)
 		s.blen = 0
 	}
+	if err := s.flushOut(); err != nil {
+		return err
+	}
 	s.fireDurable()
 	if s.closer != nil && s.media > 0 {
 		if err := s.closer.Close(); err != nil {
@@ -406,12 +415,36 @@ func (s *sink) finishMedia(final bool) error {
 	return nil
 }
 
+// StagedWriter is a media writer that holds back some of what it accepts
+// (to write it in larger or aligned pieces): Staged is how many bytes it
+// accepted that have not reached the file yet, and Flush writes them. The
+// sink counts a checkpoint durable only once its bytes have left the
+// stage, and flushes at every barrier (Writer.Flush) and media end.
+type StagedWriter interface {
+	io.Writer
+	Staged() int64
+	Flush() error
+}
+
+func (s *sink) flushOut() error {
+	if sw, ok := s.out.(StagedWriter); ok {
+		if err := sw.Flush(); err != nil {
+			return fmt.Errorf("stream: write media file %d: %w", s.media, err)
+		}
+	}
+	return nil
+}
+
 // fireDurable reports the newest checkpoint whose bytes have all reached
-// the current media's writer.
+// the current media file.
 func (s *sink) fireDurable() {
+	done := s.flushed
+	if sw, ok := s.out.(StagedWriter); ok {
+		done -= sw.Staged()
+	}
 	var last *pendingDur
 	i := 0
-	for ; i < len(s.pendingDur) && s.pendingDur[i].end <= s.flushed; i++ {
+	for ; i < len(s.pendingDur) && s.pendingDur[i].end <= done; i++ {
 		last = &s.pendingDur[i]
 	}
 	if last == nil {
