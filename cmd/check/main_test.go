@@ -13,7 +13,8 @@ import (
 
 // TestCommandLine runs check as a user would and holds it to its exit
 // statuses: 0 clean, 1 corruption (here a superblock counter xfs_db
-// damaged), 2 dirty log, 3 usage, 4 unreadable image; --json parses and
+// damaged), 2 dirty log, 3 usage, 4 unreadable image or an unfinished
+// edit (undo journal); --json parses and
 // agrees with the status.
 func TestCommandLine(t *testing.T) {
 	bin := clitest.Build(t, ".", "check")
@@ -58,6 +59,17 @@ func TestCommandLine(t *testing.T) {
 	if r := checkJSON(0); r.Total != 0 || len(r.Findings) != 0 || r.Stats.Inodes < 3 || r.DirtyLog {
 		t.Errorf("fresh image report %+v", r)
 	}
+	// An undo journal left by an interrupted growfs: the image is half
+	// changed, so it is not checked (and not called clean).
+	if err := os.WriteFile(img+".xfskit-undo", make([]byte, 512), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, e, code := clitest.Run(bin, img); code != 4 || !strings.Contains(e, img+".xfskit-undo") || strings.Contains(out+e, "clean") {
+		t.Errorf("pending undo journal: exit %d (want 4), output %q %q", code, out, e)
+	}
+	if err := os.Remove(img + ".xfskit-undo"); err != nil {
+		t.Fatal(err)
+	}
 
 	oracle.DB(t, img, []string{"-x"}, "sb 0", "write -d icount 999999")
 	r := checkJSON(1)
@@ -77,6 +89,20 @@ func TestCommandLine(t *testing.T) {
 	mnt := oracle.Mount(t, dirty, false)
 	oracle.MustBeMounted(t, mnt)
 	if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Mounted read-write: refused like xfs_repair -n does (exit 4); a
+	// read-only mount is consistent on disk and is checked.
+	if _, e, code := clitest.Run(bin, dirty); code != 4 || !strings.Contains(e, "mounted read-write at "+mnt) {
+		t.Errorf("read-write mounted image: exit %d (want 4), stderr %q", code, e)
+	}
+	oracle.Run(t, "mount", "-o", "remount,ro", mnt)
+	if _, e, code := clitest.Run(bin, dirty); code != 0 {
+		t.Errorf("read-only mounted image: exit %d (want 0), stderr %q", code, e)
+	}
+	oracle.Run(t, "mount", "-o", "remount,rw", mnt)
+	oracle.MustBeMounted(t, mnt)
+	if err := os.WriteFile(filepath.Join(mnt, "g"), []byte("more"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)

@@ -73,6 +73,17 @@ func TestCommandLine(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"ag_count": 4`) {
 		t.Errorf("--json: exit %d, %s %s", code, out, e)
 	}
+
+	// A mounted image is refused even with -f, and left as it is.
+	oracle.Require(t, oracle.Root, oracle.Loop)
+	mnt := oracle.Mount(t, img2, true) // read-only: the kernel writes nothing
+	before := hashFile(t, img2)
+	if _, e, code := run(bin, nil, "-q", "-f", img2); code != 1 || !strings.Contains(e, "mounted at "+mnt) {
+		t.Errorf("mkfs -f of a mounted image: exit %d, %q", code, e)
+	}
+	if hashFile(t, img2) != before {
+		t.Error("mkfs -f changed a mounted image")
+	}
 }
 
 func hashFile(t *testing.T, p string) [32]byte {

@@ -81,6 +81,28 @@ func TestMkfsPopulate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The root has generation 0, as mkfs.xfs and the kernel make it
+	// (xfsrestore relies on it); other inodes get derived generations.
+	root, err := fs.Inode(fs.SB.RootIno)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, err := fs.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonzero := 0
+	for _, e := range ents {
+		if string(e.Name) == "." || string(e.Name) == ".." {
+			continue
+		}
+		if ip, err := fs.Inode(e.Ino); err == nil && ip.Gen != 0 {
+			nonzero++
+		}
+	}
+	if root.Gen != 0 || nonzero == 0 {
+		t.Errorf("root generation %d (want 0); %d of %d root entries have a non-zero generation", root.Gen, nonzero, len(ents))
+	}
 	// The default margin leaves about 20% of what the tree uses free.
 	bs := uint64(fs.SB.BlockSize)
 	free := fs.SB.FDBlocks * bs

@@ -333,10 +333,16 @@ func (p *populator) packTree(root *popNode) error {
 			popInherit(n, parent)
 		}
 		uid, gid := p.mapOwner(n.uid, n.gid)
+		// The root keeps generation 0 as mkfs.xfs and the kernel make it:
+		// xfsrestore assumes it and otherwise orphans the whole tree.
+		gen := pack.Generation(uuid, n.ino)
+		if parent == nil {
+			gen = 0
+		}
 		in := &pack.Inode{
 			Ino: n.ino, Mode: uint16(n.mode), UID: uid, GID: gid, NLink: n.nlink,
 			ProjID: n.projid, Flags: n.flags, Flags2: n.flags2, ExtSize: n.extsize, CowExtSize: n.cowextsize,
-			Gen: pack.Generation(uuid, n.ino), Atime: p.clamp(n.atime), Mtime: p.clamp(n.mtime), Ctime: p.clamp(n.ctime),
+			Gen: gen, Atime: p.clamp(n.atime), Mtime: p.clamp(n.mtime), Ctime: p.clamp(n.ctime),
 			Crtime: p.now, Xattrs: n.xattrs,
 		}
 		switch n.mode & unix.S_IFMT {

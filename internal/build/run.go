@@ -27,6 +27,15 @@ func Run(o *Options, stdout, stderr io.Writer) (*Geometry, error) {
 	if err != nil {
 		return nil, &UsageError{Msg: err.Error()}
 	}
+	// Like mkfs.xfs for devices, even with -f; also for image files behind
+	// a loop mount (a CI step may still hold an earlier build mounted).
+	if ti.Exists && !o.DryRun {
+		if m, err := image.MountedAt(ti.Path); err != nil {
+			return nil, err
+		} else if m != nil {
+			return nil, fmt.Errorf("%s contains a mounted filesystem (mounted at %s); unmount it first", ti.Path, m.Point)
+		}
+	}
 	// -p: read the source first; without -d size= a new image is sized
 	// to hold it.
 	var tree *popTree

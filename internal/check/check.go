@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"xfskit/internal/image"
 	"xfskit/internal/xfs"
 	"xfskit/ondisk"
 )
@@ -27,10 +28,20 @@ type Options struct {
 // else can be checked, but it is corruption (exit 1), not an I/O error.
 var ErrNotXFS = errors.New("primary superblock unusable")
 
+// ErrMounted is returned for a filesystem mounted read-write.
+var ErrMounted = errors.New("mounted read-write")
+
 // Run checks the image at path. The error is non-nil only when the check
 // could not run (I/O error, unreadable primary superblock); corruption is
 // reported in the Report.
 func Run(path string, opts Options) (*Report, error) {
+	// Like xfs_repair -n: a read-write mount's metadata on disk lags behind
+	// the kernel's, so a verdict on it would be wrong either way.
+	if m, err := image.MountedAt(path); err != nil {
+		return nil, err
+	} else if m != nil && m.Writable {
+		return nil, fmt.Errorf("%s is mounted read-write at %s: unmount it (or remount it read-only), or check a snapshot: %w", path, m.Point, ErrMounted)
+	}
 	fs, err := xfs.Open(path)
 	if err != nil {
 		var ce *ondisk.CorruptError

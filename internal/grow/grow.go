@@ -99,10 +99,10 @@ func Run(path string, o Options) (*Result, error) {
 	if o.ExtendTo > 0 && tg.IsBlock {
 		return nil, fmt.Errorf("%s: --size: a block device cannot be extended; grow to its size with -d: %w", path, ErrUnsupported)
 	}
-	if mnt, err := mountedAt(path); err != nil {
+	if mnt, err := image.MountedAt(path); err != nil {
 		return nil, err
-	} else if mnt != "" {
-		return nil, fmt.Errorf("%s: mounted at %s: %w", path, mnt, ErrMounted)
+	} else if mnt != nil {
+		return nil, fmt.Errorf("%s: mounted at %s: %w", path, mnt.Point, ErrMounted)
 	}
 	var dev image.TxDevice
 	if o.DryRun {

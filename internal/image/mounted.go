@@ -1,4 +1,4 @@
-package grow
+package image
 
 import (
 	"bufio"
@@ -10,14 +10,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mountedAt returns where the image file or block device at path is
-// mounted, or "" if it is not. A block device is mounted when its device
-// number appears in the mount table; an image file when a loop device
-// backed by it (same device and inode) does.
-func mountedAt(path string) (string, error) {
+// Mounted says where a device or image file is mounted.
+type Mounted struct {
+	Point    string // the first mount point in the mount table
+	Writable bool   // some mount of it is read-write
+}
+
+// MountedAt tells whether the image file or block device at path is
+// mounted, and where; nil means it is not. A block device is mounted when
+// its device number appears in the mount table; an image file when a loop
+// device backed by it (same device and inode) does. Tools that write an
+// image refuse a mounted one; tools that read it refuse a writable mount,
+// whose on-disk state lags behind the kernel's.
+func MountedAt(path string) (*Mounted, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	devs := map[string]bool{}
 	switch st.Mode & unix.S_IFMT {
@@ -41,23 +49,30 @@ func mountedAt(path string) (string, error) {
 		}
 	}
 	if len(devs) == 0 {
-		return "", nil
+		return nil, nil
 	}
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var m *Mounted
 	for sc.Scan() {
-		// id parent major:minor root mountpoint ...
+		// id parent major:minor root mountpoint options ...
 		fl := strings.Fields(sc.Text())
-		if len(fl) > 4 && devs[fl[2]] {
-			return unescapeMount(fl[4]), nil
+		if len(fl) > 5 && devs[fl[2]] {
+			if m == nil {
+				m = &Mounted{Point: unescapeMount(fl[4])}
+			}
+			m.Writable = m.Writable || strings.HasPrefix(fl[5], "rw")
 		}
 	}
-	return "", sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // unescapeMount undoes the octal escapes (\040 for a space) of mountinfo.
