@@ -57,6 +57,7 @@ type fileOp struct {
 	off     int64           // opData: file offset
 	n       int64           // opData: length
 	buf     []byte          // opData: DataHeadroom bytes, then the data (nil with err)
+	crc     uint32          // opData: stream.PieceCRC of the data
 	slab    *slab           // opRelease
 	err     error           // opData: read failure; opFail
 }
@@ -320,7 +321,8 @@ func (fr *fileReader) file(ino uint64, raw []byte) error {
 				fr.send(op)
 				return errHandedOver
 			}
-			op.buf = buf
+			// The CRC now, while the data is in this CPU's cache.
+			op.buf, op.crc = buf, stream.PieceCRC(buf[stream.DataHeadroom:])
 			d.data.Add(n)
 			if d.opts.onData != nil {
 				d.opts.onData(int(n))
@@ -377,7 +379,7 @@ func (d *dumper) writeBatch(w *stream.Writer, fr *fileReader, batch []fileOp) er
 			if op.err != nil {
 				return w.WriteData(op.off, failedRead{op.err}, op.n)
 			}
-			if err := w.WriteDataInPlace(op.off, op.buf); err != nil {
+			if err := w.WriteDataInPlace(op.off, op.buf, op.crc); err != nil {
 				return err
 			}
 		case opEnd:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"testing"
+	"time"
 )
 
 // benchTree is 64 files of 1 MiB: half compressible text, half random.
@@ -115,5 +116,71 @@ func TestCRCCombine(t *testing.T) {
 	z := make([]byte, 5<<20+3)
 	if got, want := crcCombine(crc(buf[:9]), crc(z), int64(len(z))), crc(append(append([]byte{}, buf[:9]...), z...)); got != want {
 		t.Errorf("crcCombine over 9+%d bytes: %08x, want %08x", len(z), got, want)
+	}
+}
+
+// TestWriteDataInPlace checks that pieces given in place, with their CRCs,
+// make exactly the stream WriteData makes (pieces crossing several chunks,
+// small pieces, compressed and not), and that it reads back complete.
+func TestWriteDataInPlace(t *testing.T) {
+	big := make([]byte, 3<<20+12345)
+	content(300, 0, big)
+	small := big[:5000]
+	hdr := Header{SessionID: UUID{1, 2, 3}, Created: time.Unix(1700000000, 5)}
+	dir := Dir{Meta: FileMeta{Ino: 128, Mode: ModeDir | 0o755}, Parent: 128}
+	write := func(opts WriterOptions, inPlace bool) []byte {
+		var out bytes.Buffer
+		w, err := NewWriter(&out, hdr, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		for i, data := range [][]byte{small, big, small} {
+			if err := w.BeginFile(FileMeta{Ino: uint64(200 + i), Mode: ModeRegular | 0o644, Size: int64(len(data)) + 100}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if !inPlace {
+				err = w.WriteData(100, bytes.NewReader(data), int64(len(data)))
+			}
+			for off := 0; inPlace && off < len(data) && err == nil; off += MaxDataPiece {
+				p := data[off:min(off+MaxDataPiece, len(data))]
+				buf := append(make([]byte, DataHeadroom), p...)
+				err = w.WriteDataInPlace(int64(100+off), buf, PieceCRC(p))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.EndFile(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return out.Bytes()
+	}
+	for _, c := range []Compression{CompressNone, CompressZstd} {
+		for _, chunk := range []int{MinChunkSize, 1000 << 10, DefaultChunkSize} {
+			opts := WriterOptions{Compression: c, ChunkSize: chunk}
+			want, got := write(opts, false), write(opts, true)
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s, chunks of %d: in-place stream (%d bytes) differs from WriteData's (%d bytes)", c, chunk, len(got), len(want))
+				continue
+			}
+			r, err := NewReader(bytes.NewReader(got), ReaderOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for {
+				if _, err := r.Next(); err != nil {
+					break
+				}
+			}
+			if !r.Complete() {
+				t.Errorf("%s, chunks of %d: stream not complete: %v", c, chunk, r.Damage())
+			}
+		}
 	}
 }

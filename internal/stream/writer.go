@@ -249,37 +249,56 @@ func (w *Writer) fail(err error) error {
 
 // emit appends one record to the logical stream.
 func (w *Writer) emit(typ uint16, ino uint64, payload []byte) {
+	w.emitCRC(typ, ino, payload, 0, false)
+}
+
+// emitCRC is emit for a payload whose CRC pc may be known (known).
+// Uncompressed chunks store their raw bytes, whose CRC the chunk header
+// carries: then a large payload is cut where it will cross chunk
+// boundaries and the parts' CRCs give both the record CRC and the chunks'
+// CRCs, in one pass over the payload (none when pc is known and the
+// payload lands in one chunk).
+func (w *Writer) emitCRC(typ uint16, ino uint64, payload []byte, pc uint32, known bool) {
 	if w.err != nil {
 		return
 	}
 	var hb [RecordHeaderSize]byte
 	h := recHdr{typ: typ, length: uint32(len(payload)), seq: w.seq, ino: ino}
-	if !w.s.rawCRC || len(payload) < combineMin {
+	split := w.s.rawCRC && len(payload) >= combineMin
+	if !known && !split {
 		encodeRecordHeader(hb[:], &h, payload)
 		w.chainRecord(h.crc)
 		w.put(hb[:])
 		w.put(payload)
 		return
 	}
-	// Uncompressed chunks store their raw bytes, whose CRC the chunk header
-	// carries: one pass over the payload, cut where it will cross chunk
-	// boundaries, gives both the record CRC and the chunks' CRCs.
-	w.parts = w.parts[:0]
-	j := w.cur
-	bound := w.logical - int64(len(j.raw)) + int64(cap(j.raw)) // end of the current chunk
-	pos := w.logical + RecordHeaderSize
-	for rest := payload; len(rest) > 0; {
-		for bound <= pos {
-			bound += int64(w.opts.ChunkSize)
+	if split {
+		w.parts = w.parts[:0]
+		j := w.cur
+		bound := w.logical - int64(len(j.raw)) + int64(cap(j.raw)) // end of the current chunk
+		pos := w.logical + RecordHeaderSize
+		for rest := payload; len(rest) > 0; {
+			for bound <= pos {
+				bound += int64(w.opts.ChunkSize)
+			}
+			n := int(min(int64(len(rest)), bound-pos))
+			w.parts = append(w.parts, part{b: rest[:n]})
+			rest = rest[n:]
+			pos += int64(n)
 		}
-		n := int(min(int64(len(rest)), bound-pos))
-		w.parts = append(w.parts, part{b: rest[:n], crc: crc(rest[:n])})
-		rest = rest[n:]
-		pos += int64(n)
-	}
-	pc := w.parts[0].crc
-	for _, pt := range w.parts[1:] {
-		pc = crcCombine(pc, pt.crc, int64(len(pt.b)))
+		var pre uint32 // CRC of the parts so far
+		for i := range w.parts {
+			pt := &w.parts[i]
+			n := int64(len(pt.b))
+			if known && i == len(w.parts)-1 {
+				// CRC(pre‖last) = pc gives the last part's CRC.
+				pt.crc = pc ^ crcCombine(pre, 0, n)
+			} else {
+				pt.crc = crc(pt.b)
+			}
+			pre = crcCombine(pre, pt.crc, n)
+		}
+		pc = pre
 	}
 	encodeRecordHeader(hb[:], &h, nil) // the CRCs of an empty payload, corrected below
 	h.crc = crcCombine(h.crc, pc, int64(len(payload)))
@@ -287,6 +306,10 @@ func (w *Writer) emit(typ uint16, ino uint64, payload []byte) {
 	le.PutUint32(hb[36:], crc(hb[:36]))
 	w.chainRecord(h.crc)
 	w.put(hb[:])
+	if !split {
+		w.put(payload)
+		return
+	}
 	for _, pt := range w.parts {
 		w.putKnown(pt.b, pt.crc)
 	}
@@ -679,11 +702,14 @@ const DataHeadroom = dataFixed
 
 // WriteDataInPlace is WriteData for one piece already in memory:
 // buf[DataHeadroom:] is the data (1 to MaxDataPiece bytes) at file offset
-// off; the Writer overwrites buf[:DataHeadroom] and copies the piece
-// straight into its chunk. A caller cutting an extent into pieces must cut
-// it where WriteData would (every MaxDataPiece bytes from its start), so
-// that the records are the same.
-func (w *Writer) WriteDataInPlace(off int64, buf []byte) error {
+// off, and dataCRC its PieceCRC, which the caller computes while the data
+// is still in its CPU's cache (the Writer trusts it: a wrong one makes a
+// record that readers reject as damaged). The Writer overwrites
+// buf[:DataHeadroom] and copies the piece straight into its chunk. A
+// caller cutting an extent into pieces must cut it where WriteData would
+// (every MaxDataPiece bytes from its start), so that the records are the
+// same.
+func (w *Writer) WriteDataInPlace(off int64, buf []byte, dataCRC uint32) error {
 	n := int64(len(buf) - DataHeadroom)
 	if n > MaxDataPiece {
 		return fmt.Errorf("stream: inode %d: data piece of %d bytes (at most %d)", w.g.ino, n, MaxDataPiece)
@@ -691,9 +717,14 @@ func (w *Writer) WriteDataInPlace(off int64, buf []byte) error {
 	if err := w.checkData(off, n); err != nil {
 		return err
 	}
-	w.emitData(off, buf)
+	le.PutUint64(buf, uint64(off))
+	pc := crcCombine(crc(buf[:dataFixed]), dataCRC, n)
+	w.emitDataCRC(off, buf, pc, true)
 	return w.err
 }
+
+// PieceCRC is the CRC WriteDataInPlace wants for a piece of data.
+func PieceCRC(data []byte) uint32 { return crc(data) }
 
 func (w *Writer) checkData(off, n int64) error {
 	if err := w.usable(); err != nil {
@@ -718,7 +749,12 @@ func (w *Writer) checkData(off, n int64) error {
 // emitData writes one DATA record; p[dataFixed:] holds the data.
 func (w *Writer) emitData(off int64, p []byte) {
 	le.PutUint64(p, uint64(off))
-	w.emit(recData, w.g.ino, p)
+	w.emitDataCRC(off, p, 0, false)
+}
+
+// emitDataCRC is emitData with the payload's CRC pc, if known.
+func (w *Writer) emitDataCRC(off int64, p []byte, pc uint32, known bool) {
+	w.emitCRC(recData, w.g.ino, p, pc, known)
 	k := len(p) - dataFixed
 	w.g.end.pieces++
 	w.g.end.dataBytes += uint64(k)
