@@ -1,6 +1,6 @@
 // Command check verifies an XFS image offline, like `xfs_repair -n`
 // (installed as xfskit-check). Exit status: 0 clean, 1 corruption found,
-// 2 dirty log (needs replay), 3 usage error, 4 I/O error.
+// 2 dirty log (needs replay), 3 usage error, 4 I/O error or unfinished edit.
 package main
 
 import (
@@ -24,7 +24,9 @@ func main() {
 piece of metadata, the way 'xfs_repair -n' does, without root or a mount.
 
 Exit status: 0 clean, 1 corruption found, 2 the log is dirty (mount the
-filesystem to replay it), 3 usage error, 4 I/O error.`,
+filesystem to replay it), 3 usage error, 4 the image could not be read (I/O
+error, or an interrupted xfskit edit left IMAGE.xfskit-undo: run that
+command again, which rolls the edit back first).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The checker keeps metadata, not data: trading some memory for

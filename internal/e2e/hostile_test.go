@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -204,4 +206,40 @@ func mountedRefusals(t *testing.T, tl tools, src string) {
 			t.Errorf("check of mounted %s reported it clean", dev)
 		}
 	})
+}
+
+// interruptedGrow kills a long growfs (4,092 new AGs) part-way. While
+// its undo journal is there, check and dump refuse the half-grown image
+// (exit 4 / 1, naming the journal) instead of reporting or backing up a
+// state that never existed; running growfs again rolls back and
+// completes, and check passes (xfs_repair takes minutes over 4,096 AGs).
+func interruptedGrow(t *testing.T, tl tools, src string) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "killed.img")
+	tl.run(t, "mkfs", "-q", "-p", src, "-d", "size=100m,agsize=16m", img)
+	cmd := exec.Command(tl["growfs"], "-q", "--size", "64g", img)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	cmd.Process.Kill()
+	cmd.Wait()
+	journal := img + ".xfskit-undo"
+	if _, err := os.Stat(journal); err != nil {
+		t.Logf("growfs finished (or had not begun) before it was killed: %v", err)
+	} else {
+		_, stderr := tl.runCode(t, 4, "check", "--no-progress", img)
+		if !strings.Contains(stderr, journal) {
+			t.Errorf("check of a half-grown image: %s", stderr)
+		}
+		_, stderr = tl.runCode(t, 1, "dump", "-q", "--inventory", filepath.Join(dir, "inv.db"), "-f", filepath.Join(dir, "s"), img)
+		if !strings.Contains(stderr, journal) {
+			t.Errorf("dump of a half-grown image: %s", stderr)
+		}
+	}
+	g := tl.grow(t, "--size", "64g", img)
+	if _, err := os.Stat(journal); err == nil || g.NewBlocks != 64<<18 || g.NewAGCount != 4096 {
+		t.Fatalf("growfs again: %+v, journal: %v", g, err)
+	}
+	tl.run(t, "check", "--no-progress", img)
 }

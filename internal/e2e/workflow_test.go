@@ -59,6 +59,10 @@ func TestWorkflows(t *testing.T) {
 		t.Parallel()
 		blockDevice(t, tl, src, want)
 	})
+	t.Run("interrupted-growfs", func(t *testing.T) {
+		t.Parallel()
+		interruptedGrow(t, tl, src)
+	})
 	t.Run("mounted", func(t *testing.T) {
 		t.Parallel()
 		mountedRefusals(t, tl, src)

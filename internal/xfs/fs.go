@@ -6,6 +6,7 @@ package xfs
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"xfskit/internal/image"
 	"xfskit/ondisk"
@@ -23,8 +24,20 @@ type FS struct {
 	LSNHook func(ino uint64, what string, daddr, lsn uint64)
 }
 
-// Open opens the image or device at path read-only.
+// ErrPendingEdit is returned by Open when an undo journal lies next to the
+// image: an xfskit tool is changing it or was interrupted.
+var ErrPendingEdit = errors.New("an xfskit edit of the image is unfinished")
+
+// Open opens the image or device at path read-only. It refuses an image
+// with an undo journal: until the journal is played back the image holds
+// neither the old filesystem nor the new one (an interrupted growfs leaves
+// new AGs the superblock does not count yet, or a last AG longer than it
+// says), so a reader would report a state that never existed.
 func Open(path string) (*FS, error) {
+	if _, err := os.Lstat(path + image.UndoSuffix); err == nil {
+		return nil, fmt.Errorf("%s: %w: %s exists (another xfskit tool is changing the image, or was interrupted): "+
+			"run the interrupted command again, which rolls the edit back first", path, ErrPendingEdit, path+image.UndoSuffix)
+	}
 	dev, err := image.Open(path, false)
 	if err != nil {
 		return nil, err
