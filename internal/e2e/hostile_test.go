@@ -117,19 +117,54 @@ func hugeSparseImage(t *testing.T, tl tools, src string, want *treecmp.Tree) {
 	sameTree(t, "cumulative restore of 64-bit inode numbers", kernelView(t, img), snapshot(t, dest), treecmp.DiffOptions{Sparse: true, Nlink: true})
 }
 
-// singleAG: an image made with one AG (no backup superblock) grows into
-// several; the checkers and the kernel agree.
+// singleAG: an image made with one AG (no backup superblock) is backed up,
+// grows into several (imaxpct changed too), gets files from the kernel in
+// the new AGs, and is backed up again: the level 1 dump of the grown
+// filesystem applies on top of the level 0 of the small one.
 func singleAG(t *testing.T, tl tools, src string, want *treecmp.Tree) {
-	img := filepath.Join(t.TempDir(), "one.img")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "one.img")
 	tl.run(t, "mkfs", "-q", "-p", src, "-d", "agcount=1,size=100m", img)
 	tl.run(t, "check", "--no-progress", img) // xfs_repair cannot check a single AG without a backup
-	g := tl.grow(t, "--size", "450m", img)
-	if g.OldAGCount != 1 || g.NewAGCount != 5 {
+	inv, l0, l1 := filepath.Join(dir, "inv.db"), filepath.Join(dir, "l0"), filepath.Join(dir, "l1")
+	tl.run(t, "dump", "-q", "--inventory", inv, "-f", l0, img)
+	var g struct {
+		growResult
+		OldIMaxPct int `json:"old_imaxpct"`
+		NewIMaxPct int `json:"new_imaxpct"`
+	}
+	tl.runJSON(t, &g, "growfs", "--json", "-m", "5", "--size", "450m", img)
+	if g.OldAGCount != 1 || g.NewAGCount != 5 || g.OldIMaxPct != 25 || g.NewIMaxPct != 5 {
 		t.Fatalf("growfs of a single-AG image: %+v", g)
+	}
+	if pct := sbFields(t, img, "imax_pct")["imax_pct"]; pct != 5 {
+		t.Fatalf("imax_pct %d after growfs -m 5", pct)
 	}
 	tl.checkClean(t, img)
 	mnt := oracle.Mount(t, img, true)
 	sameTree(t, "kernel mount of a grown single-AG image", want, snapshot(t, mnt), exact)
+	oracle.Unmount(t, mnt)
+
+	mnt = oracle.Mount(t, img, false)
+	oracle.MustBeMounted(t, mnt)
+	for i := 0; i < 10; i++ {
+		d := filepath.Join(mnt, "grown", fmt.Sprintf("d%d", i))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "f"), pattern(i, 3000*i), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(filepath.Join(mnt, "files", "big")); err != nil {
+		t.Fatal(err)
+	}
+	oracle.Unmount(t, mnt)
+	tl.checkClean(t, img)
+	tl.run(t, "dump", "-q", "--inventory", inv, "-l", "1", "-f", l1, img)
+	dest, state := filepath.Join(scratchXFS(t, 4096), "dest"), filepath.Join(dir, "state")
+	tl.run(t, "restore", "-q", "-r", "--state", state, "-f", l0, "-f", l1, dest)
+	sameTree(t, "levels 0 (before growfs) and 1 (after) restored", kernelView(t, img), snapshot(t, dest), treecmp.DiffOptions{Sparse: true, Nlink: true})
 }
 
 // blockDevice: the tools on an unmounted loop device, as on a disk: mkfs

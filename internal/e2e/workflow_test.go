@@ -389,8 +389,30 @@ func kernelChanges(t *testing.T, mnt string) {
 	_, err = f.WriteAt([]byte("patched"), 4096) // data in what was a hole
 	must(err)
 	must(f.Close())
-	for i := 0; i < 30; i++ {
+	for i := 0; i < 30; i++ { // shortform to block
 		must(os.WriteFile(p(fmt.Sprintf("dirs/d3/later-%02d", i)), pattern(i, i*100), 0o644))
+	}
+	for i := 2; i < 5000; i++ { // node form, mostly emptied
+		if i%50 != 1 && i%7 != 0 {
+			must(os.Remove(p(fmt.Sprintf("dirs/d5000/entry-%06d-%s", i, strings.Repeat("p", i%40)))))
+		}
+	}
+	// Preallocated space, partly written: unwritten extents read as holes.
+	f, err = os.Create(p("new/prealloc"))
+	must(err)
+	must(unix.Fallocate(int(f.Fd()), 0, 0, 1<<20))
+	_, err = f.WriteAt(pattern(3, 4096), 256<<10)
+	must(err)
+	must(f.Close())
+	// Shared extents (reflink is on by default): the dump holds full copies.
+	for _, c := range [][2]string{{"files/islands", "new/islands-clone"}, {"files/hole-head", "new/hole-head-clone"}} {
+		src, err := os.Open(p(c[0]))
+		must(err)
+		dst, err := os.Create(p(c[1]))
+		must(err)
+		must(unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())))
+		src.Close()
+		must(dst.Close())
 	}
 }
 
