@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sync/semaphore"
@@ -12,12 +14,14 @@ import (
 	"xfskit/internal/xfs"
 )
 
-// The file section is written by two goroutines: a reader walks the
-// stream's share of inodes, decodes them and reads their data into a
-// bounded set of buffers (fileOps, in stream order), while the stream
-// writer's goroutine CRCs the pieces and copies them into chunks. Reading
-// (the kernel's copy out of the page cache) and record building each take
-// about as long on an uncompressed dump, so this keeps both CPUs busy.
+// The file section is written by several goroutines: a walker goes
+// through the stream's share of inodes, decodes them and queues their
+// operations (fileOps, in stream order) in batches, with a place in a
+// bounded set of buffers for every piece of data; reader goroutines read
+// the pieces of whole batches (the kernel's copy out of the page cache is
+// the largest cost of an uncompressed dump) and CRC them while they are in
+// cache; the stream writer's goroutine takes the batches in order, once
+// read, and copies the pieces into chunks. This keeps every CPU busy.
 
 // Read-ahead bounds: slabCount slabs of slabSize bytes of file data, at
 // most batchDepth batches of batchOps operations queued (batches, because
@@ -58,8 +62,17 @@ type fileOp struct {
 	n       int64           // opData: length
 	buf     []byte          // opData: DataHeadroom bytes, then the data (nil with err)
 	crc     uint32          // opData: stream.PieceCRC of the data
+	file    *xfs.File       // opData: where to read it from
 	slab    *slab           // opRelease
 	err     error           // opData: read failure; opFail
+}
+
+// opBatch is a run of operations handed over together; ready is closed
+// once the readers have filled its data pieces.
+type opBatch struct {
+	ops   []fileOp
+	reads bool
+	ready chan struct{}
 }
 
 // slab is a buffer that pieces are cut from, in order.
@@ -72,8 +85,9 @@ type slab struct {
 type fileReader struct {
 	d      *dumper
 	ctx    context.Context
-	ops    chan []fileOp
-	batch  []fileOp
+	ops    chan *opBatch // to the writer, in order
+	readq  chan *opBatch // to the readers, in the same order
+	batch  *opBatch
 	bytes  int64      // data in batch
 	slabs  chan *slab // free slabs
 	made   int        // slabs allocated so far
@@ -82,32 +96,82 @@ type fileReader struct {
 }
 
 func newFileReader(ctx context.Context, d *dumper) *fileReader {
-	return &fileReader{d: d, ctx: ctx, ops: make(chan []fileOp, batchDepth),
+	return &fileReader{d: d, ctx: ctx, ops: make(chan *opBatch, batchDepth),
+		readq: make(chan *opBatch, batchDepth), batch: newBatch(),
 		slabs: make(chan *slab, slabCount), budget: semaphore.NewWeighted(xattrBudget)}
 }
 
+func newBatch() *opBatch { return &opBatch{ops: make([]fileOp, 0, batchOps)} }
+
 // send queues op; false once the consumer has stopped.
 func (fr *fileReader) send(op fileOp) bool {
-	fr.batch = append(fr.batch, op)
-	fr.bytes += int64(len(op.buf))
-	if len(fr.batch) < batchOps && fr.bytes < batchBytes && op.kind != opFail && op.err == nil {
+	fr.batch.ops = append(fr.batch.ops, op)
+	if op.kind == opData {
+		fr.batch.reads = true
+		fr.bytes += op.n
+	}
+	if len(fr.batch.ops) < batchOps && fr.bytes < batchBytes && op.kind != opFail {
 		return fr.ctx.Err() == nil
 	}
 	return fr.flush()
 }
 
-// flush hands the batch over; it must be called before waiting for
-// anything the consumer gives back (slabs, xattr budget).
+// flush hands the batch over, to the readers first; it must be called
+// before waiting for anything the consumer gives back (slabs, xattr
+// budget).
 func (fr *fileReader) flush() bool {
-	if len(fr.batch) == 0 {
+	b := fr.batch
+	if len(b.ops) == 0 {
 		return fr.ctx.Err() == nil
 	}
+	if b.reads {
+		b.ready = make(chan struct{})
+		select {
+		case fr.readq <- b:
+		case <-fr.ctx.Done():
+			return false
+		}
+	}
 	select {
-	case fr.ops <- fr.batch:
-		fr.batch, fr.bytes = make([]fileOp, 0, batchOps), 0
+	case fr.ops <- b:
+		fr.batch, fr.bytes = newBatch(), 0
 		return true
 	case <-fr.ctx.Done():
 		return false
+	}
+}
+
+// readBatches fills the data pieces of the batches in readq.
+func (fr *fileReader) readBatches() {
+	d := fr.d
+	for b := range fr.readq {
+		var failed error
+		for i := range b.ops {
+			op := &b.ops[i]
+			if op.kind != opData {
+				continue
+			}
+			if failed == nil {
+				failed = fr.ctx.Err()
+			}
+			if failed != nil {
+				op.err = failed // never written: the writer stops at the first failure
+				continue
+			}
+			data := op.buf[stream.DataHeadroom:]
+			if _, err := op.file.ReadAt(data, op.off); err != nil {
+				// The writer fails the stream with it, as a failed read
+				// in WriteData would.
+				op.err, failed = err, err
+				continue
+			}
+			op.crc = stream.PieceCRC(data) // while it is in this CPU's cache
+			d.data.Add(op.n)
+			if d.opts.onData != nil {
+				d.opts.onData(int(op.n))
+			}
+		}
+		close(b.ready)
 	}
 }
 
@@ -165,12 +229,15 @@ func (s *slab) cut(n int) []byte {
 
 // run walks files (the stream's share, ascending) and queues their
 // operations; it closes ops when done.
-// errHandedOver ends the walk after a failure that the consumer reports.
-var errHandedOver = errors.New("read failure handed over")
-
 func (fr *fileReader) run(files []fileRef) {
+	var readers sync.WaitGroup
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		readers.Go(fr.readBatches)
+	}
 	defer close(fr.ops)
-	if err := fr.walk(files); err != nil && !errors.Is(err, errHandedOver) && fr.ctx.Err() == nil {
+	defer readers.Wait()
+	defer close(fr.readq)
+	if err := fr.walk(files); err != nil && fr.ctx.Err() == nil {
 		fr.send(fileOp{kind: opFail, err: err})
 	}
 	fr.flush()
@@ -313,21 +380,10 @@ func (fr *fileReader) file(ino uint64, raw []byte) error {
 			if err != nil {
 				return err
 			}
-			op := fileOp{kind: opData, ino: ino, off: off, n: n}
-			if _, err := f.ReadAt(buf[stream.DataHeadroom:], off); err != nil {
-				// The consumer fails the stream with it, as a failed
-				// read in WriteData would.
-				op.err = err
-				fr.send(op)
-				return errHandedOver
-			}
-			// The CRC now, while the data is in this CPU's cache.
-			op.buf, op.crc = buf, stream.PieceCRC(buf[stream.DataHeadroom:])
-			d.data.Add(n)
-			if d.opts.onData != nil {
-				d.opts.onData(int(n))
-			}
-			if !fr.send(op) {
+			// Read by readBatches: f is used after this call returns, which
+			// is safe as File keeps its own extent map (the inode's raw
+			// bytes, shared with the walk, are not read again).
+			if !fr.send(fileOp{kind: opData, ino: ino, off: off, n: n, buf: buf, file: f}) {
 				return fr.ctx.Err()
 			}
 			off += n
@@ -349,17 +405,20 @@ func (r failedRead) Read([]byte) (int, error) { return 0, r.err }
 // writeOps writes the operations fr queues, returning the slabs it is done
 // with; it stops at the first error.
 func (d *dumper) writeOps(w *stream.Writer, fr *fileReader) error {
-	for batch := range fr.ops {
-		if err := d.writeBatch(w, fr, batch); err != nil {
+	for b := range fr.ops {
+		if b.ready != nil {
+			<-b.ready
+		}
+		if err := d.writeBatch(w, fr, b.ops); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (d *dumper) writeBatch(w *stream.Writer, fr *fileReader, batch []fileOp) error {
-	for i := range batch {
-		op := &batch[i]
+func (d *dumper) writeBatch(w *stream.Writer, fr *fileReader, ops []fileOp) error {
+	for i := range ops {
+		op := &ops[i]
 		switch op.kind {
 		case opFile:
 			var err error
