@@ -25,8 +25,8 @@ piece of metadata, the way 'xfs_repair -n' does, without root or a mount.
 
 Exit status: 0 clean, 1 corruption found, 2 the log is dirty (mount the
 filesystem to replay it), 3 usage error, 4 the image could not be read (I/O
-error, or an interrupted xfskit edit left IMAGE.xfskit-undo: run that
-command again, which rolls the edit back first).`,
+error, a read-write mount, or an interrupted xfskit edit left
+IMAGE.xfskit-undo: run that command again, which rolls the edit back first).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The checker keeps metadata, not data: trading some memory for
