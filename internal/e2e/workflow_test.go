@@ -63,6 +63,10 @@ func TestWorkflows(t *testing.T) {
 		t.Parallel()
 		interruptedGrow(t, tl, src)
 	})
+	t.Run("non-utf8-selections", func(t *testing.T) {
+		t.Parallel()
+		nonUTF8Selections(t, tl)
+	})
 	t.Run("mounted", func(t *testing.T) {
 		t.Parallel()
 		mountedRefusals(t, tl, src)
