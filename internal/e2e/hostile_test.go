@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -313,4 +314,56 @@ func nonUTF8Selections(t *testing.T, tl tools) {
 	if got, err := os.ReadFile(filepath.Join(dest, a, "file")); err != nil || string(got) != "changed after a0" {
 		t.Fatalf("%q after levels 0 and 1 of its subtree: %q, %v", a+"/file", got, err)
 	}
+}
+
+// dirtyLog: a VM that crashed leaves its image with a dirty log. check,
+// dump and growfs all stop with exit 2 and say to mount it once; after the
+// kernel has replayed the log, all three work and the backup holds what
+// the kernel had written before the crash.
+func dirtyLog(t *testing.T, tl tools, src string) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "crashed.img")
+	tl.run(t, "mkfs", "-q", "-p", src, "-d", "size=200m", img)
+	mnt := oracle.Mount(t, img, false)
+	oracle.MustBeMounted(t, mnt)
+	if err := os.WriteFile(filepath.Join(mnt, "written-before-the-crash"), pattern(1, 10000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(mnt, "dirs", "d400")); err != nil {
+		t.Fatal(err)
+	}
+	syncFS(t, mnt) // in the log, not yet in place
+	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown", mnt)
+	oracle.Unmount(t, mnt)
+	inv, s := filepath.Join(dir, "inv.db"), filepath.Join(dir, "l0")
+	for _, args := range [][]string{
+		{"check", "--no-progress", img},
+		{"dump", "-q", "--inventory", inv, "-f", s, img},
+		{"growfs", "--size", "300m", img},
+	} {
+		if _, stderr := tl.runCode(t, 2, args[0], args[1:]...); !strings.Contains(stderr, "mount") {
+			t.Errorf("%s of an image with a dirty log does not say to mount it: %s", args[0], stderr)
+		}
+	}
+	// The refused dump left neither a stream nor a session behind.
+	if _, err := os.Stat(s); err == nil {
+		t.Errorf("the refused dump left %s", s)
+	}
+	var list struct{ Sessions []json.RawMessage }
+	tl.runJSON(t, &list, "dump", "-I", "--json", "--inventory", inv)
+	if len(list.Sessions) != 0 {
+		t.Errorf("the refused dump left sessions: %s", list.Sessions)
+	}
+	oracle.Unmount(t, oracle.Mount(t, img, false)) // the kernel replays the log
+	tl.checkClean(t, img)
+	tl.grow(t, "--size", "300m", img)
+	tl.checkClean(t, img)
+	tl.run(t, "dump", "-q", "--inventory", inv, "-f", s, img)
+	want := kernelView(t, img)
+	if want.Lookup("written-before-the-crash") == nil || want.Lookup("dirs/d400") != nil {
+		t.Fatal("the kernel's replay did not keep what was written before the crash")
+	}
+	dest := filepath.Join(scratchXFS(t, 4096), "dest")
+	tl.run(t, "restore", "-q", "-f", s, dest)
+	sameTree(t, "restore after log replay vs the kernel", want, snapshot(t, dest), exact)
 }

@@ -67,6 +67,10 @@ func TestWorkflows(t *testing.T) {
 		t.Parallel()
 		nonUTF8Selections(t, tl)
 	})
+	t.Run("dirty-log", func(t *testing.T) {
+		t.Parallel()
+		dirtyLog(t, tl, src)
+	})
 	t.Run("mounted", func(t *testing.T) {
 		t.Parallel()
 		mountedRefusals(t, tl, src)
