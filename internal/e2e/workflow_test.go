@@ -35,6 +35,10 @@ func TestWorkflows(t *testing.T) {
 		t.Parallel()
 		geometriesWorkflow(t, tl, src, want)
 	})
+	t.Run("kernel-corpus", func(t *testing.T) {
+		t.Parallel()
+		kernelCorpus(t, tl)
+	})
 	t.Run("grow-fragmented-last-ag", func(t *testing.T) {
 		t.Parallel()
 		growFragmentedLastAG(t, tl, src)
