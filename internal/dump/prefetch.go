@@ -60,11 +60,11 @@ type fileOp struct {
 	weight  int64           // opFile: xattr bytes held in the budget
 	off     int64           // opData: file offset
 	n       int64           // opData: length
-	buf     []byte          // opData: DataHeadroom bytes, then the data (nil with err)
-	crc     uint32          // opData: stream.PieceCRC of the data
+	buf     []byte          // opData: DataHeadroom bytes, then room for the data
+	crc     uint32          // opData: stream.PieceCRC of the data, once read
 	file    *xfs.File       // opData: where to read it from
 	slab    *slab           // opRelease
-	err     error           // opData: read failure; opFail
+	err     error           // opData: read failure (set by a reader); opFail
 }
 
 // opBatch is a run of operations handed over together; ready is closed
