@@ -308,6 +308,17 @@ func TestBaseFor(t *testing.T) {
 	want(1, []string{"home", "srv"}, "")
 	want(1, []string{"/"}, l0) // "/" is the whole filesystem
 
+	// Names are bytes: selections that are not UTF-8 stay apart (JSON
+	// alone would turn both into U+FFFD) and read back exactly.
+	fe := session(t, d, fsA, 0, []string{"\xfe"}, at(11), StatusComplete)
+	ff := session(t, d, fsA, 0, []string{"\xff/x", "ok"}, at(12), StatusComplete)
+	want(1, []string{"\xfe"}, fe)
+	want(1, []string{"ok", "\xff/x"}, ff)
+	want(1, []string{"\ufffd"}, "")
+	if s, err := d.Session(ff); err != nil || !reflect.DeepEqual(s.Subtrees, []string{"ok", "\xff/x"}) {
+		t.Errorf("non-UTF-8 selection read back as %q, %v", s.Subtrees, err)
+	}
+
 	// Equal start times: the one recorded later wins.
 	tie := session(t, d, fsA, 0, nil, at(10), StatusComplete)
 	tie2 := session(t, d, fsA, 0, nil, at(10), StatusComplete)

@@ -3,7 +3,6 @@ package inventory
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -280,7 +279,8 @@ func (d *DB) query(where string, args []any, order string, limit int) ([]Session
 			return nil, err
 		}
 		s.BaseID = base.String
-		if err := json.Unmarshal([]byte(subs), &s.Subtrees); err != nil {
+		var err error
+		if s.Subtrees, err = parseSubtrees(subs); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("session %s: bad subtree list %q: %w", s.ID, subs, err)
 		}

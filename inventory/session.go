@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -157,9 +159,37 @@ func CanonicalSubtrees(subtrees []string) []string {
 	return out[:j]
 }
 
+// subtreesKey is the stored form of a selection: a JSON list of the
+// canonical subtrees. JSON strings hold only UTF-8, so a path that is not
+// valid UTF-8 (Linux names are bytes) is stored as NUL + its bytes in hex:
+// no path holds a NUL, and valid paths keep the form older versions wrote.
 func subtreesKey(subtrees []string) string {
-	b, _ := json.Marshal(CanonicalSubtrees(subtrees))
+	c := CanonicalSubtrees(subtrees)
+	for i, p := range c {
+		if !utf8.ValidString(p) {
+			c[i] = "\x00" + hex.EncodeToString([]byte(p))
+		}
+	}
+	b, _ := json.Marshal(c)
 	return string(b)
+}
+
+// parseSubtrees undoes subtreesKey.
+func parseSubtrees(key string) ([]string, error) {
+	var c []string
+	if err := json.Unmarshal([]byte(key), &c); err != nil {
+		return nil, err
+	}
+	for i, p := range c {
+		if h, ok := strings.CutPrefix(p, "\x00"); ok {
+			b, err := hex.DecodeString(h)
+			if err != nil {
+				return nil, fmt.Errorf("subtree %q: %w", p, err)
+			}
+			c[i] = string(b)
+		}
+	}
+	return c, nil
 }
 
 func nsOrNow(t time.Time) int64 {
