@@ -1,6 +1,7 @@
 package build
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"xfskit/internal/image"
+	"xfskit/internal/pack"
 	"xfskit/ondisk"
 )
 
@@ -89,6 +91,30 @@ func popNeed(t *popTree, bs, isize int64) int64 {
 // popSize plans a filesystem big enough for the tree plus the margin,
 // replanning with a larger size until the free space after formatting
 // holds it.
+// fitAutoSize makes sure the size popSize chose holds the tree: popSize
+// counts space, but populating also needs each AG's B-tree blocks where
+// the data left room, which some geometries (small blocks, rmapbt, many
+// AGs) do not leave. A sizing run (no data read, nothing written) at the
+// chosen size says; while it runs out of space, the size grows by an
+// eighth.
+func fitAutoSize(s *Sizer, o *Options) error {
+	defer resetTree(s.tree) // the real run starts afresh
+	size, err := strconv.ParseInt(o.DataSize, 10, 64)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < 32; i++ {
+		tr := s.Try(size)
+		if tr.Fits || !errors.Is(tr.Err, pack.ErrNoSpace) {
+			// Other errors are the real run's to report.
+			o.DataSize = strconv.FormatInt(size, 10)
+			return nil
+		}
+		size = (size + size/8 + 1<<20 - 1) &^ (1<<20 - 1)
+	}
+	return fmt.Errorf("-p %s: no size up to %d bytes holds the tree with this geometry", o.Proto, size)
+}
+
 func popSize(o *Options, ti TargetInfo, t *popTree) error {
 	bs := int64(o.BlockSize)
 	if bs == 0 {

@@ -297,3 +297,40 @@ $
 		t.Errorf("space: preallocated file does not read as zeros")
 	}
 }
+
+// TestMkfsPopulateAutoSizeFits: trees whose space popSize's count covers
+// but whose layout does not fit at that size (a file filling most of an
+// AG next to a 20,000-entry directory; the same with 1 KiB blocks and
+// rmapbt, where each AG's B-trees come last) are auto-sized to a size a
+// sizing run proved, and the image passes xfs_repair -n.
+func TestMkfsPopulateAutoSizeFits(t *testing.T) {
+	oracle.Require(t, oracle.Tools)
+	src := t.TempDir()
+	if err := os.Mkdir(filepath.Join(src, "big"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20000 {
+		if err := os.WriteFile(filepath.Join(src, "big", fmt.Sprintf("f%d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := make([]byte, 40<<20)
+	for i := range data {
+		data[i] = byte(i*7 + i>>12)
+	}
+	if err := os.WriteFile(filepath.Join(src, "data.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		subopts []string
+	}{
+		{"defaults", nil},
+		{"1k-rmapbt", []string{"b", "size=1024", "m", "rmapbt=1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			img := popRun(t, src, filepath.Join(t.TempDir(), "a.img"), nil, c.subopts...)
+			oracle.RequireRepairClean(t, img)
+		})
+	}
+}

@@ -47,6 +47,13 @@ func Run(o *Options, stdout, stderr io.Writer) (*Geometry, error) {
 			if err := popSize(o, ti, tree); err != nil {
 				return nil, err
 			}
+			s, err := newSizer(o, tree)
+			if err != nil {
+				return nil, err
+			}
+			if err := fitAutoSize(s, o); err != nil {
+				return nil, err
+			}
 		}
 	}
 	g, err := Plan(o, ti)

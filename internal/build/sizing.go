@@ -79,17 +79,33 @@ func NewSizer(o *Options) (*Sizer, error) {
 	if o.Proto == "" {
 		return nil, usagef("no source directory given")
 	}
-	s := &Sizer{o: *o, ti: TargetInfo{Path: "(estimate)"}}
-	s.o.Target = s.ti.Path
+	s := sizerFor(o, "(estimate)")
+	t, err := popLoad(&s.o, s.ti)
+	if err != nil {
+		return nil, err
+	}
+	return s.scanned(t)
+}
+
+// newSizer makes a Sizer for a tree mkfs -p has already scanned.
+func newSizer(o *Options, t *popTree) (*Sizer, error) {
+	return sizerFor(o, "(sizing run)").scanned(t)
+}
+
+func sizerFor(o *Options, target string) *Sizer {
+	s := &Sizer{o: *o, ti: TargetInfo{Path: target}}
+	s.o.Target = target
 	if s.o.UUID.IsZero() {
 		// The UUID changes no allocation; a fixed one spares Plan the
 		// random source on every trial.
 		s.o.UUID = ondisk.UUID{0x65, 0x73, 0x74, 0x69, 0x6d, 0x61, 0x74, 0x65, 0x80, 1}
 	}
-	t, err := popLoad(&s.o, s.ti)
-	if err != nil {
-		return nil, err
-	}
+	return s
+}
+
+// scanned completes s for the scanned tree t: counts and the data ranges
+// of sparse files.
+func (s *Sizer) scanned(t *popTree) (*Sizer, error) {
 	s.tree, s.now = t, t.now
 	s.sim = &popSim{sparse: map[*popNode][][2]int64{}}
 	euid := os.Geteuid()
@@ -187,6 +203,9 @@ func (s *Sizer) AutoSize() (int64, error) {
 	q := s.o
 	q.DataSize = ""
 	if err := popSize(&q, s.ti, s.tree); err != nil {
+		return 0, err
+	}
+	if err := fitAutoSize(s, &q); err != nil {
 		return 0, err
 	}
 	return strconv.ParseInt(q.DataSize, 10, 64)

@@ -93,7 +93,7 @@ func WriteAGTrees(sb *ondisk.Superblock, w io.WriterAt, t *AGTrees) (*AGTreesRes
 		var ok bool
 		inoExtra, ok = takeTail(&free, uint32(inoBlocks-1+max(finoBlocks-1, 0)))
 		if !ok {
-			return nil, fmt.Errorf("%s: no free space for the inode B-trees", where)
+			return nil, fmt.Errorf("%s: the inode B-trees: %w", where, ErrNoSpace)
 		}
 		extra := uint32(2*(bnoBlocks-1) + rmapBlocks - 1)
 		if !rmapOn {
@@ -101,7 +101,7 @@ func WriteAGTrees(sb *ondisk.Superblock, w io.WriterAt, t *AGTrees) (*AGTreesRes
 		}
 		spaceExtra, ok = takeTail(&free, extra)
 		if !ok {
-			return nil, fmt.Errorf("%s: no free space for the free space B-trees", where)
+			return nil, fmt.Errorf("%s: the free space B-trees: %w", where, ErrNoSpace)
 		}
 		nb, err := AGBtreeBlocks(bs, ondisk.BnobtMagic, len(free))
 		if err != nil {
