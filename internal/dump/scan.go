@@ -51,11 +51,19 @@ type fsModel struct {
 
 // lookup returns the info of ino, or nil if the inode is not allocated.
 func (m *fsModel) lookup(ino uint64) *inodeInfo {
-	i := sort.Search(len(m.inodes), func(i int) bool { return m.inodes[i].ino >= ino })
-	if i < len(m.inodes) && m.inodes[i].ino == ino {
+	if i := m.index(ino); i >= 0 {
 		return &m.inodes[i]
 	}
 	return nil
+}
+
+// index returns the position of ino in m.inodes, or -1.
+func (m *fsModel) index(ino uint64) int {
+	i := sort.Search(len(m.inodes), func(i int) bool { return m.inodes[i].ino >= ino })
+	if i < len(m.inodes) && m.inodes[i].ino == ino {
+		return i
+	}
+	return -1
 }
 
 // dir returns a directory read by loadDirs.
@@ -77,6 +85,11 @@ type scanCounters struct {
 // walk instead, on other goroutines.
 func scan(ctx context.Context, fs *xfs.FS, since *stream.Timestamp, cnt *scanCounters, eagerDirs bool) (*fsModel, error) {
 	m := &fsModel{fs: fs, dirs: map[uint64]*dirInfo{}, root: fs.SB.RootIno, bad: map[uint64]string{}}
+	// The superblock's count of inodes in use, if plausible, saves
+	// regrowing the list (it is only a hint: the walk decides).
+	if n := fs.SB.ICount - fs.SB.IFree; fs.SB.IFree <= fs.SB.ICount && n <= 1<<22 {
+		m.inodes = make([]inodeInfo, 0, n)
+	}
 	blockLog := fs.SB.BlockLog
 	var dirs chan *xfs.Inode
 	var readers sync.WaitGroup

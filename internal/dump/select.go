@@ -118,7 +118,14 @@ func selectTree(ctx context.Context, m *fsModel, subtrees []string) (*selection,
 
 	sel := &selection{}
 	var problems []string
-	files := map[uint64]bool{}
+	// Non-directories named by the selection, by position in m.inodes
+	// (which is in inode order: no sorting afterwards).
+	files := make([]bool, len(m.inodes))
+	mark := func(ino uint64) {
+		if i := m.index(ino); i >= 0 {
+			files[i] = true
+		}
+	}
 	addDir := func(dino uint64, keep map[string]bool) {
 		d := m.dir(dino)
 		out := *d
@@ -134,7 +141,7 @@ func selectTree(ctx context.Context, m *fsModel, subtrees []string) (*selection,
 		}
 		for _, e := range out.entries {
 			if e.Type != stream.TypeDir {
-				files[e.Ino] = true
+				mark(e.Ino)
 			}
 		}
 		sel.dirs = append(sel.dirs, &out)
@@ -146,21 +153,21 @@ func selectTree(ctx context.Context, m *fsModel, subtrees []string) (*selection,
 		addDir(d, keep)
 	}
 	for _, t := range targets {
-		files[t] = true
+		mark(t)
 	}
 	sort.Slice(sel.dirs, func(i, j int) bool { return sel.dirs[i].meta.Ino < sel.dirs[j].meta.Ino })
-	sel.named = len(files)
-	for ino := range files {
-		info := m.lookup(ino)
-		switch {
-		case info == nil:
+	for i, named := range files {
+		if !named {
+			continue
+		}
+		sel.named++
+		switch info := &m.inodes[i]; {
 		case info.bad:
-			problems = append(problems, m.bad[ino]+": not dumped")
+			problems = append(problems, m.bad[info.ino]+": not dumped")
 		case info.changed:
-			sel.files = append(sel.files, fileRef{ino: ino, bytes: info.bytes})
+			sel.files = append(sel.files, fileRef{ino: info.ino, bytes: info.bytes})
 		}
 	}
-	sort.Slice(sel.files, func(i, j int) bool { return sel.files[i].ino < sel.files[j].ino })
 	sort.Strings(problems)
 	return sel, problems, nil
 }
