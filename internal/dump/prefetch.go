@@ -88,16 +88,17 @@ type fileReader struct {
 	ops    chan *opBatch // to the writer, in order
 	readq  chan *opBatch // to the readers, in the same order
 	batch  *opBatch
-	bytes  int64      // data in batch
-	slabs  chan *slab // free slabs
-	made   int        // slabs allocated so far
+	spare  chan *opBatch // batches the writer is done with, for reuse
+	bytes  int64         // data in batch
+	slabs  chan *slab    // free slabs
+	made   int           // slabs allocated so far
 	cur    *slab
 	budget *semaphore.Weighted
 }
 
 func newFileReader(ctx context.Context, d *dumper) *fileReader {
 	return &fileReader{d: d, ctx: ctx, ops: make(chan *opBatch, batchDepth),
-		readq: make(chan *opBatch, batchDepth), batch: newBatch(),
+		readq: make(chan *opBatch, batchDepth), batch: newBatch(), spare: make(chan *opBatch, 2*batchDepth+2),
 		slabs: make(chan *slab, slabCount), budget: semaphore.NewWeighted(xattrBudget)}
 }
 
@@ -134,11 +135,18 @@ func (fr *fileReader) flush() bool {
 	}
 	select {
 	case fr.ops <- b:
-		fr.batch, fr.bytes = newBatch(), 0
-		return true
 	case <-fr.ctx.Done():
 		return false
 	}
+	select {
+	case fr.batch = <-fr.spare:
+		clear(fr.batch.ops) // drop what the old operations held
+		fr.batch.ops, fr.batch.reads, fr.batch.ready = fr.batch.ops[:0], false, nil
+	default:
+		fr.batch = newBatch()
+	}
+	fr.bytes = 0
+	return true
 }
 
 // readBatches fills the data pieces of the batches in readq.
@@ -411,6 +419,10 @@ func (d *dumper) writeOps(w *stream.Writer, fr *fileReader) error {
 		}
 		if err := d.writeBatch(w, fr, b.ops); err != nil {
 			return err
+		}
+		select {
+		case fr.spare <- b:
+		default:
 		}
 	}
 	return nil

@@ -69,6 +69,7 @@ type Writer struct {
 	piece []byte
 	buf   []byte
 	parts []part
+	hb    [RecordHeaderSize]byte
 
 	cp        Checkpoint
 	cpPending bool
@@ -262,13 +263,13 @@ func (w *Writer) emitCRC(typ uint16, ino uint64, payload []byte, pc uint32, know
 	if w.err != nil {
 		return
 	}
-	var hb [RecordHeaderSize]byte
+	hb := w.hb[:] // a field: a local array would escape through put
 	h := recHdr{typ: typ, length: uint32(len(payload)), seq: w.seq, ino: ino}
 	split := w.s.rawCRC && len(payload) >= combineMin
 	if !known && !split {
-		encodeRecordHeader(hb[:], &h, payload)
+		encodeRecordHeader(hb, &h, payload)
 		w.chainRecord(h.crc)
-		w.put(hb[:])
+		w.put(hb)
 		w.put(payload)
 		return
 	}
@@ -300,12 +301,12 @@ func (w *Writer) emitCRC(typ uint16, ino uint64, payload []byte, pc uint32, know
 		}
 		pc = pre
 	}
-	encodeRecordHeader(hb[:], &h, nil) // the CRCs of an empty payload, corrected below
+	encodeRecordHeader(hb, &h, nil) // the CRCs of an empty payload, corrected below
 	h.crc = crcCombine(h.crc, pc, int64(len(payload)))
 	le.PutUint32(hb[32:], h.crc)
 	le.PutUint32(hb[36:], crc(hb[:36]))
 	w.chainRecord(h.crc)
-	w.put(hb[:])
+	w.put(hb)
 	if !split {
 		w.put(payload)
 		return
