@@ -121,11 +121,11 @@ func (r *run) arrange() error {
 	var rst unix.Stat_t
 	rootClean := (err == unix.ENODATA || err == unix.EOPNOTSUPP) && unix.Fstat(r.t.root, &rst) == nil && rst.Mode&unix.S_ISGID == 0
 	r.xfEarlyDir(cache, tr.dirs[tr.root]) // project id before contents (xflags_run.go)
-	for _, d := range tr.order[1:] {
+	place := func(cache *dirCache, d *dirNode) {
 		pfd, err := cache.open(d.parent)
 		if err != nil {
 			r.problem(d.path, d.ino, "directory not created: %v", err)
-			continue
+			return
 		}
 		if inOrph[d.ino] {
 			err := unix.Renameat(orphFd, dname(d.ino), pfd, d.name)
@@ -146,7 +146,7 @@ func (r *run) arrange() error {
 			created, err := mkdirAt(pfd, d.name)
 			if err != nil {
 				r.problem(d.path, d.ino, "%v", err)
-				continue
+				return
 			}
 			if d.parent == tr.root {
 				d.fresh = created && rootClean
@@ -162,6 +162,15 @@ func (r *run) arrange() error {
 			if fd, err := cache.open(d.ino); err == nil {
 				unix.Fchmod(fd, 0o700)
 			}
+		}
+	}
+	if old == nil {
+		// Nothing moves (inOrph stays empty): the directories of one
+		// depth are made in parallel.
+		byLevels(tr.order[1:], false, func() *dirCache { return newDirCache(r.t, tr.root, r.loc) }, place)
+	} else {
+		for _, d := range tr.order[1:] {
+			place(cache, d)
 		}
 	}
 	if old != nil {

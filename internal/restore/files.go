@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -49,22 +50,33 @@ func (w *worker) readDirs() {
 	w.dirsClean = len(rd.Damage()) == 0 && (w.pending != nil || rd.Complete())
 }
 
-// Pipeline sizes: file writers (shared out among the streams; more
-// writers than CPUs, since they mostly wait for the filesystem), and the
-// file data that may be in flight between a stream reader and its writers.
+// The files of a stream are restored by a pipeline: the stream's goroutine
+// reads and verifies (and inflates) the stream and hands the files out to
+// appliers, which make them. Creating a file locks its directory in the
+// kernel, so the files of one directory go to one applier as long as that
+// keeps the appliers evenly loaded; a directory is shared only when its
+// applier has a backlog and another has not.
 const (
-	writers        = 8
-	piecesInFlight = 32 // of at most stream.MaxDataPiece bytes each
+	// appliers per session, shared out among its streams (at least two
+	// per stream): more than CPUs, since they also wait for the
+	// filesystem (its log, dirty page throttling).
+	appliers = 4
+	// queueBatches is how many batches may wait for each applier.
+	queueBatches = 4
+	// piecesInFlight bounds the data of large files on their way to an
+	// applier (pieces of at most stream.MaxDataPiece bytes).
+	piecesInFlight = 32
 	// Files up to smallFile bytes travel with their data in batches of up
-	// to batchJobs files and batchBytes bytes: one hand-over per batch.
+	// to batchJobs files and batchBytes bytes, all in one directory: one
+	// hand-over per batch.
 	smallFile  = 64 << 10
 	batchJobs  = 64
 	batchBytes = 1 << 20
 )
 
-// job is one file handed from the stream reader to a writer. A small
+// job is one file handed from the stream reader to an applier. A small
 // regular file carries its data inline; for a large one the reader sends
-// its data on pieces (copies) and closes it, and the writer must read
+// its data on pieces (copies) and closes it, and the applier must read
 // pieces to the end.
 type job struct {
 	f      *stream.File
@@ -74,10 +86,13 @@ type job struct {
 	ioErr  error // set before pieces is closed: the stream failed
 }
 
-// batch is what one hand-over to a writer carries.
+// batch is what one hand-over to an applier carries: files whose first
+// name is in directory dir.
 type batch struct {
+	dir  uint64
 	jobs []*job
 	buf  []byte
+	load *dirLoad
 }
 
 type piece struct {
@@ -86,52 +101,52 @@ type piece struct {
 	buf  *[]byte
 }
 
-// pipe is what the reader and writers of one stream share.
-type pipe struct {
-	jobs   chan *batch
-	cur    *batch // being filled by the reader
-	tokens chan struct{}
-	bufs   sync.Pool      // data pieces of large files
-	bbufs  sync.Pool      // batch buffers
-	wg     sync.WaitGroup // writers
-	inJobs sync.WaitGroup // jobs not finished
+// dirLoad tells which applier has batches of a directory queued or in
+// hand, and how many.
+type dirLoad struct {
+	applier int
+	batches atomic.Int32
+}
 
-	mu       sync.Mutex
-	inFlight map[uint64]bool // inodes being written
+// applier makes files, one batch after another.
+type applier struct {
+	q     chan *batch
+	jobs  atomic.Int64 // files queued or being made
+	w     *worker
+	pipe  *pipe
+	index int
+}
+
+// pipe is what the reader and the appliers of one stream share.
+type pipe struct {
+	as     []*applier
+	cur    *batch              // being filled by the reader
+	dirs   map[uint64]*dirLoad // directories handed out (reader only)
+	tokens chan struct{}       // pieces in flight
+	bufs   sync.Pool           // data pieces of large files
+	bbufs  sync.Pool           // batch buffers
+	wg     sync.WaitGroup      // appliers
+	inJobs sync.WaitGroup      // files handed out and not finished
 }
 
 // readFiles restores the files of the stream: this goroutine reads and
-// decompresses the stream while writers create the files, so that file
+// decompresses the stream while appliers create the files, so that file
 // system calls overlap with each other and with decompression.
 func (w *worker) readFiles(ctx context.Context) {
 	r := w.r
 	w.cache = newDirCache(r.t, r.tree.root, r.loc)
 	defer w.cache.close()
-	p := &pipe{jobs: make(chan *batch, 8), tokens: make(chan struct{}, piecesInFlight), inFlight: map[uint64]bool{}}
+	p := &pipe{tokens: make(chan struct{}, piecesInFlight), dirs: map[uint64]*dirLoad{}}
 	p.bufs.New = func() any { b := make([]byte, stream.MaxDataPiece); return &b }
-	for range max(2, writers/len(r.ss.streams)) {
+	for i := range max(2, appliers/len(r.ss.streams)) {
+		a := &applier{q: make(chan *batch, queueBatches), index: i, pipe: p,
+			w: &worker{r: r, st: w.st, cache: newDirCache(r.t, r.tree.root, r.loc)}}
+		p.as = append(p.as, a)
 		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			fw := &worker{r: r, st: w.st, cache: newDirCache(r.t, r.tree.root, r.loc)}
-			defer fw.cache.close()
-			for b := range p.jobs {
-				for _, j := range b.jobs {
-					fw.file(j, p)
-					p.mu.Lock()
-					delete(p.inFlight, j.f.Meta.Ino)
-					p.mu.Unlock()
-					p.inJobs.Done()
-				}
-				if b.buf != nil {
-					buf := b.buf[:0]
-					p.bbufs.Put(&buf)
-				}
-			}
-		}()
+		go a.run()
 	}
 	defer p.wg.Wait()
-	defer close(p.jobs)
+	defer p.stop()
 	defer p.flush()
 	rd := w.st.r
 	e := w.pending
@@ -169,13 +184,40 @@ func (w *worker) readFiles(ctx context.Context) {
 	}
 }
 
-// dispatch hands one file to the writers, then feeds them its data. The
-// returned error is an I/O error on the stream.
+// run makes the files of the batches it is given.
+func (a *applier) run() {
+	defer a.pipe.wg.Done()
+	defer a.w.cache.close()
+	p := a.pipe
+	for b := range a.q {
+		for _, j := range b.jobs {
+			a.w.file(j, p)
+			a.jobs.Add(-1)
+			p.inJobs.Done()
+		}
+		b.load.batches.Add(-1)
+		if b.buf != nil {
+			buf := b.buf[:0]
+			p.bbufs.Put(&buf)
+		}
+	}
+}
+
+// stop ends the appliers once they have made what they were given.
+func (p *pipe) stop() {
+	for _, a := range p.as {
+		close(a.q)
+	}
+}
+
+// dispatch hands one file to an applier, then feeds it the file's data.
+// The returned error is an I/O error on the stream.
 func (w *worker) dispatch(f *stream.File, p *pipe) error {
 	r := w.r
 	ino := f.Meta.Ino
 	fn := r.tree.files[ino]
 	r.mu.Lock()
+	dup := r.seen[ino]
 	r.seen[ino] = true
 	r.mu.Unlock()
 	if fn == nil || len(fn.names) == 0 {
@@ -196,30 +238,23 @@ func (w *worker) dispatch(f *stream.File, p *pipe) error {
 		}
 	}
 	// Only a damaged or hostile stream has an inode twice; the later
-	// record must win, so it waits for the earlier one.
-	p.mu.Lock()
-	dup := p.inFlight[ino]
-	p.inFlight[ino] = true
-	p.mu.Unlock()
+	// record must win, so it waits until every file handed out is made.
 	if dup {
 		p.flush()
 		p.inJobs.Wait()
-		p.mu.Lock()
-		p.inFlight[ino] = true
-		p.mu.Unlock()
 	}
 	j := &job{f: f, fn: fn}
-	p.inJobs.Add(1)
+	dir := fn.names[0].dir
 	if f.Meta.Type() != stream.TypeRegular {
-		p.add(j, 0)
+		p.add(dir, j, 0)
 		return nil
 	}
 	if f.Meta.Size <= smallFile {
-		return p.addSmall(j)
+		return p.addSmall(dir, j)
 	}
 	p.flush()
 	j.pieces = make(chan piece, 8)
-	p.jobs <- &batch{jobs: []*job{j}}
+	p.send(&batch{dir: dir, jobs: []*job{j}})
 	defer close(j.pieces)
 	for {
 		x, err := f.NextExtent()
@@ -245,38 +280,73 @@ func (w *worker) dispatch(f *stream.File, p *pipe) error {
 	}
 }
 
-// add puts a job into the batch being filled (n: its inline data bytes).
-func (p *pipe) add(j *job, n int) {
-	if p.cur == nil {
-		p.cur = &batch{}
+// batchFor returns the batch being filled for files in directory dir,
+// handing out the one being filled for another directory.
+func (p *pipe) batchFor(dir uint64) *batch {
+	if p.cur != nil && p.cur.dir != dir {
+		p.flush()
 	}
-	p.cur.jobs = append(p.cur.jobs, j)
-	if len(p.cur.jobs) >= batchJobs || len(p.cur.buf)+n >= batchBytes {
+	if p.cur == nil {
+		p.cur = &batch{dir: dir}
+	}
+	return p.cur
+}
+
+// add puts a job into the batch being filled (n: its inline data bytes).
+func (p *pipe) add(dir uint64, j *job, n int) {
+	b := p.batchFor(dir)
+	b.jobs = append(b.jobs, j)
+	if len(b.jobs) >= batchJobs || len(b.buf)+n >= batchBytes {
 		p.flush()
 	}
 }
 
-// flush hands the batch being filled to the writers.
+// flush hands the batch being filled to an applier.
 func (p *pipe) flush() {
 	if p.cur != nil && len(p.cur.jobs) > 0 {
-		p.jobs <- p.cur
+		p.send(p.cur)
 	}
 	p.cur = nil
 }
 
-// addSmall reads a small file's data into the batch buffer.
-func (p *pipe) addSmall(j *job) error {
-	if p.cur == nil {
-		p.cur = &batch{}
-	}
-	if p.cur.buf == nil {
-		if b, ok := p.bbufs.Get().(*[]byte); ok {
-			p.cur.buf = *b
-		} else {
-			p.cur.buf = make([]byte, 0, batchBytes+smallFile)
+// send hands b to the applier that has its directory in hand, unless
+// that one has a batch more to do than the least busy one.
+func (p *pipe) send(b *batch) {
+	least := p.as[0]
+	for _, a := range p.as[1:] {
+		if a.jobs.Load() < least.jobs.Load() {
+			least = a
 		}
 	}
-	b := p.cur
+	a := least
+	d := p.dirs[b.dir]
+	if d == nil {
+		d = &dirLoad{}
+		p.dirs[b.dir] = d
+	} else if d.batches.Load() > 0 {
+		if own := p.as[d.applier]; own.jobs.Load() <= least.jobs.Load()+batchJobs {
+			a = own
+		}
+	}
+	d.applier = a.index
+	d.batches.Add(1)
+	b.load = d
+	p.inJobs.Add(len(b.jobs))
+	a.jobs.Add(int64(len(b.jobs)))
+	a.q <- b
+}
+
+// addSmall reads a small file's data into the batch buffer.
+func (p *pipe) addSmall(dir uint64, j *job) error {
+	b := p.batchFor(dir)
+	if b.buf == nil {
+		if bb, ok := p.bbufs.Get().(*[]byte); ok {
+			b.buf = *bb
+		} else {
+			b.buf = make([]byte, 0, batchBytes+smallFile)
+		}
+	}
+	n := 0
 	for {
 		x, err := j.f.NextExtent()
 		if err == io.EOF {
@@ -288,18 +358,15 @@ func (p *pipe) addSmall(j *job) error {
 		}
 		if err != nil {
 			j.ioErr = err
-			b.jobs = append(b.jobs, j)
+			p.add(dir, j, n)
 			return err
 		}
 		start := len(b.buf)
 		b.buf = append(b.buf, x.Data...)
 		j.inline = append(j.inline, piece{off: x.Offset, data: b.buf[start:len(b.buf):len(b.buf)]})
+		n += len(x.Data)
 	}
-	var n int
-	for _, pc := range j.inline {
-		n += len(pc.data)
-	}
-	p.add(j, n)
+	p.add(dir, j, n)
 	return nil
 }
 
@@ -322,10 +389,9 @@ func (w *worker) file(j *job, p *pipe) {
 	f, fn := j.f, j.fn
 	ino := f.Meta.Ino
 	first := fn.names[0]
-	path := r.tree.filePath(first)
 	pfd, err := w.cache.open(first.dir)
 	if err != nil {
-		r.problem(path, ino, "not restored: %v", err)
+		r.problem(r.tree.filePath(first), ino, "not restored: %v", err)
 		return
 	}
 	var errs []error
@@ -334,36 +400,34 @@ func (w *worker) file(j *job, p *pipe) {
 	case stream.TypeRegular:
 		errs = w.regular(pfd, first.name, j, p)
 		if j.ioErr != nil {
-			r.problem(path, ino, "not restored: reading the stream: %v", j.ioErr)
+			r.problem(r.tree.filePath(first), ino, "not restored: reading the stream: %v", j.ioErr)
 			return
 		}
 	case stream.TypeSymlink:
 		if err := symlinkAt(pfd, first.name, m.Symlink); err != nil {
-			r.problem(path, ino, "not restored: %v", err)
+			r.problem(r.tree.filePath(first), ino, "not restored: %v", err)
 			return
 		}
 		errs = r.t.setSpecialMeta(pfd, first.name, m, f.Xattrs, true)
 	case stream.TypeCharDev, stream.TypeBlockDev, stream.TypeFIFO, stream.TypeSocket:
-		typ := map[stream.FileType]uint32{stream.TypeCharDev: unix.S_IFCHR, stream.TypeBlockDev: unix.S_IFBLK,
-			stream.TypeFIFO: unix.S_IFIFO, stream.TypeSocket: unix.S_IFSOCK}[m.Type()]
-		if err := mknodAt(pfd, first.name, typ|0o600, m.Rdev); err != nil {
-			r.problem(path, ino, "not restored: %v", err)
+		if err := mknodAt(pfd, first.name, nodeType(m.Type())|0o600, m.Rdev); err != nil {
+			r.problem(r.tree.filePath(first), ino, "not restored: %v", err)
 			return
 		}
 		errs = r.t.setSpecialMeta(pfd, first.name, m, f.Xattrs, r.tree.dirs[first.dir].fresh)
 	default:
-		r.problem(path, ino, "not restored: unknown file type (mode %o)", m.Mode)
+		r.problem(r.tree.filePath(first), ino, "not restored: unknown file type (mode %o)", m.Mode)
 		return
 	}
 	if m.Type() != stream.TypeRegular {
 		errs = append(errs, r.xfSpecial(pfd, first, m)...) // XFS attributes (xflags_run.go)
 	}
 	for _, err := range errs {
-		r.problem(path, ino, "%v", err)
+		r.problem(r.tree.filePath(first), ino, "%v", err)
 	}
 	if f.Damaged {
 		// Data or attributes were lost; the damage list says where.
-		r.problem(path, ino, "damaged in the stream: restored incompletely")
+		r.problem(r.tree.filePath(first), ino, "damaged in the stream: restored incompletely")
 	}
 	w.links(fn, ino)
 	r.xfDefer(ino, m) // late XFS flags wait for all files and names
@@ -376,15 +440,35 @@ func (w *worker) file(j *job, p *pipe) {
 	r.hook("file")
 }
 
+// nodeType is the S_IFMT type of a device node, fifo or socket.
+func nodeType(t stream.FileType) uint32 {
+	switch t {
+	case stream.TypeCharDev:
+		return unix.S_IFCHR
+	case stream.TypeBlockDev:
+		return unix.S_IFBLK
+	case stream.TypeFIFO:
+		return unix.S_IFIFO
+	}
+	return unix.S_IFSOCK
+}
+
 // complete checks a file an interrupted run journalled as complete.
 func (w *worker) complete(pfd int, name string, m *stream.FileMeta) bool {
 	var st unix.Stat_t
 	if unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
 		return false
 	}
-	want := map[stream.FileType]uint32{stream.TypeRegular: unix.S_IFREG, stream.TypeSymlink: unix.S_IFLNK,
-		stream.TypeCharDev: unix.S_IFCHR, stream.TypeBlockDev: unix.S_IFBLK, stream.TypeFIFO: unix.S_IFIFO,
-		stream.TypeSocket: unix.S_IFSOCK}[m.Type()]
+	want := uint32(unix.S_IFREG)
+	switch m.Type() {
+	case stream.TypeRegular:
+	case stream.TypeSymlink:
+		want = unix.S_IFLNK
+	case stream.TypeCharDev, stream.TypeBlockDev, stream.TypeFIFO, stream.TypeSocket:
+		want = nodeType(m.Type())
+	default:
+		return false
+	}
 	if st.Mode&unix.S_IFMT != want {
 		return false
 	}
@@ -412,30 +496,12 @@ func (w *worker) regular(pfd int, name string, j *job, p *pipe) (errs []error) {
 	errs = append(errs, r.xfEarlyFile(fd, j.fn.names[0].dir, &f.Meta)...)
 	var werr error
 	var end int64 // end of the data written
-	write := func(pc piece) {
-		data, off := pc.data, pc.off
-		for len(data) > 0 && werr == nil {
-			n, err := unix.Pwrite(fd, data, off)
-			if err != nil {
-				werr = fmt.Errorf("write at offset %d: %w", off, err)
-				break
-			}
-			if n == 0 {
-				werr = fmt.Errorf("write at offset %d: no progress", off)
-				break
-			}
-			data = data[n:]
-			off += int64(n)
-			r.bytes.Add(int64(n))
-		}
-		end = max(end, off)
-	}
 	for _, pc := range j.inline {
-		write(pc)
+		end = r.writeAt(fd, pc, end, &werr)
 	}
 	if j.pieces != nil {
 		for pc := range j.pieces {
-			write(pc)
+			end = r.writeAt(fd, pc, end, &werr)
 			p.bufs.Put(pc.buf)
 			<-p.tokens
 		}
@@ -451,6 +517,27 @@ func (w *worker) regular(pfd int, name string, j *job, p *pipe) (errs []error) {
 		}
 	}
 	return append(errs, r.t.setFdMeta(fd, &f.Meta, f.Xattrs, final)...)
+}
+
+// writeAt writes a piece of data at its offset (unless an earlier write
+// failed, *werr) and returns the end of the data written so far.
+func (r *run) writeAt(fd int, pc piece, end int64, werr *error) int64 {
+	data, off := pc.data, pc.off
+	for len(data) > 0 && *werr == nil {
+		n, err := unix.Pwrite(fd, data, off)
+		if err != nil {
+			*werr = fmt.Errorf("write at offset %d: %w", off, err)
+			break
+		}
+		if n == 0 {
+			*werr = fmt.Errorf("write at offset %d: no progress", off)
+			break
+		}
+		data = data[n:]
+		off += int64(n)
+		r.wrote(int64(n))
+	}
+	return max(end, off)
 }
 
 // links gives a restored file its other selected names.

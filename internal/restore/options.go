@@ -71,6 +71,8 @@ type Options struct {
 	// hook, if set, is called at every step that changes the destination
 	// (tests kill the process there).
 	hook func(event string)
+	// flushEvery, if set, replaces the writeback interval (tests).
+	flushEvery int64
 }
 
 // Problem is something that was not restored, or not completely.

@@ -296,6 +296,7 @@ type run struct {
 
 	files, bytes, links atomic.Int64
 	filesDone           *atomic.Int64 // all sessions, for the progress bar
+	flush               flusher       // background writeback (flush.go)
 
 	xf xfRun // XFS attributes (xflags_run.go)
 }
@@ -317,8 +318,6 @@ func (r *run) hook(event string) {
 
 // apply restores the session and returns the new state (cumulative).
 func (r *run) apply(ctx context.Context) (*savedState, error) {
-	r.seen = map[uint64]bool{}
-	r.restored = map[uint64]savedFile{}
 	r.carried = map[uint64]bool{}
 	r.lost = map[uint64]string{}
 	ss := r.ss
@@ -359,6 +358,8 @@ func (r *run) apply(ctx context.Context) (*savedState, error) {
 		return nil, fmt.Errorf("session %s: %w", uuidString(ss.id), err)
 	}
 	r.tree = tr
+	r.seen = make(map[uint64]bool, len(tr.files))
+	r.restored = make(map[uint64]savedFile, len(tr.files))
 	for _, p := range tr.unmatched(r.sel) {
 		r.problem(p, 0, "not in the dump (-s)")
 	}
@@ -431,26 +432,24 @@ func (r *run) apply(ctx context.Context) (*savedState, error) {
 
 	// Directory metadata, deepest first; the root's after the state is
 	// committed (committing changes the root when the state is inside it).
-	cache := newDirCache(r.t, tr.root, r.loc)
-	defer cache.close()
-	for i := len(tr.order) - 1; i >= 1; i-- {
-		d := tr.order[i]
+	byLevels(tr.order[1:], true, func() *dirCache { return newDirCache(r.t, tr.root, r.loc) }, func(cache *dirCache, d *dirNode) {
 		if d.meta == nil {
-			continue
+			return
 		}
 		fd, err := cache.open(d.ino)
 		if err != nil {
 			r.problem(d.path, d.ino, "metadata not restored: %v", err)
-			continue
+			return
 		}
 		r.dirMeta(fd, d)
-	}
+	})
 	r.res.Dirs += int64(len(tr.order))
 	rd := tr.dirs[tr.root]
 	rootMeta := rd.meta != nil && r.sel.all()
 	if rootMeta {
 		r.dirMeta(r.t.root, rd)
 	}
+	r.writeBack() // before the state says the session is applied
 	var next *savedState
 	if r.saved != nil || r.opts.Cumulative {
 		// The state directory's own entries do not touch the root.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -341,8 +342,8 @@ func (t *target) owner(m *stream.FileMeta) (uid, gid int, do bool) {
 	return uid, gid, true
 }
 
-func timespecs(m *stream.FileMeta) []unix.Timespec {
-	return []unix.Timespec{
+func timespecs(m *stream.FileMeta) [2]unix.Timespec {
+	return [2]unix.Timespec{
 		{Sec: m.Atime.Sec, Nsec: int64(m.Atime.Nsec)},
 		{Sec: m.Mtime.Sec, Nsec: int64(m.Mtime.Nsec)},
 	}
@@ -404,14 +405,14 @@ func (t *target) setFdMeta(fd int, m *stream.FileMeta, xs []stream.Xattr, modeSe
 	return errs
 }
 
-func futimens(fd int, ts []unix.Timespec) error {
-	err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH)
-	if err == unix.EINVAL || err == unix.ENOENT {
-		// Kernels without AT_EMPTY_PATH for utimensat: the magic link
-		// names the open file itself.
-		err = unix.UtimesNanoAt(unix.AT_FDCWD, procPath(fd, ""), ts, 0)
+// futimens sets the times of the open file fd: utimensat with a NULL
+// path, which is how the C library's futimens reaches the descriptor
+// itself (no path lookup, unlike an empty path with AT_EMPTY_PATH).
+func futimens(fd int, ts [2]unix.Timespec) error {
+	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
+		return e
 	}
-	return err
+	return nil
 }
 
 // setNameMeta sets owner, xattrs, mode and times of a symlink, device,
@@ -460,7 +461,8 @@ func (t *target) setSpecialMeta(pfd int, name string, m *stream.FileMeta, xs []s
 			errs = append(errs, fmt.Errorf("mode %o: %w", permBits(m.Mode), err))
 		}
 	}
-	if err := unix.UtimesNanoAt(pfd, name, timespecs(m), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	ts := timespecs(m)
+	if err := unix.UtimesNanoAt(pfd, name, ts[:], unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		errs = append(errs, fmt.Errorf("times: %w", err))
 	}
 	return errs

@@ -108,8 +108,10 @@ type dirNode struct {
 	depth       int
 	meta        *stream.FileMeta // nil: known only from the state (no metadata)
 	xattrs      []stream.Xattr
-	inside      bool // selected: its entries are restored
-	fresh       bool // made by this restore: no default ACL, no setgid bit yet
+	inside      bool   // selected: its entries are restored
+	fresh       bool   // made by this restore: no default ACL, no setgid bit yet
+	xf          fsAttr // XFS attributes it has, when xfKnown (xflags_run.go)
+	xfKnown     bool
 }
 
 // fileNode is a non-directory inode of the tree.

@@ -78,13 +78,8 @@ func entryOf(ino uint64, dir bool, a fsAttr) xfEntry {
 // xfRun is a run's share of the work on XFS attributes.
 type xfRun struct {
 	noCall atomic.Bool // file_getattr/file_setattr are missing (ENOSYS)
-	// dirs holds the known attributes of directories. Only arrange and
-	// the directory metadata phase write it (one goroutine each); file
-	// writers read it in between.
-	dirs map[uint64]fsAttr
-
-	mu   sync.Mutex
-	late map[uint64]fsAttr // files waiting for their late flags
+	mu     sync.Mutex
+	late   map[uint64]fsAttr // files waiting for their late flags
 
 	list    *xfList   // the list in the state directory
 	pending []xfEntry // files whose late flags are applied after all files
@@ -93,21 +88,21 @@ type xfRun struct {
 
 func (r *run) xfOff() bool { return r.opts.NoXFlags }
 
-func (r *run) setDirAttr(ino uint64, a fsAttr, known bool) {
-	if r.xf.dirs == nil {
-		r.xf.dirs = map[uint64]fsAttr{}
-	}
-	if known {
-		r.xf.dirs[ino] = a
-	} else {
-		delete(r.xf.dirs, ino)
-	}
+// setDirAttr records what restore knows of a directory's attributes. Only
+// arrange and the directory metadata phase set them, each directory from
+// one goroutine; file appliers read them in between.
+func setDirAttr(d *dirNode, a fsAttr, known bool) {
+	d.xf, d.xfKnown = a, known
 }
 
 // childAttr predicts what a new inode in directory dir starts with.
 func (r *run) childAttr(dir uint64, isDir bool) (fsAttr, bool) {
-	p, ok := r.xf.dirs[dir]
-	if !ok || p.XFlags&xfAll&^xfProjInherit != 0 || p.ExtSize != 0 || p.CowExtSize != 0 {
+	d := r.tree.dirs[dir]
+	if d == nil || !d.xfKnown {
+		return fsAttr{}, false
+	}
+	p := d.xf
+	if p.XFlags&xfAll&^xfProjInherit != 0 || p.ExtSize != 0 || p.CowExtSize != 0 {
 		return fsAttr{}, false
 	}
 	var c fsAttr
@@ -328,26 +323,26 @@ func (r *run) xfEarlyDir(cache *dirCache, d *dirNode) {
 	}
 	if d.meta == nil || (root && !r.sel.all()) {
 		if cur != nil {
-			r.setDirAttr(d.ino, *cur, true)
+			setDirAttr(d, *cur, true)
 		} else if fd, err := open(); err == nil {
 			a, err := (&fdAttrs{fd: fd}).get()
-			r.setDirAttr(d.ino, a, err == nil)
+			setDirAttr(d, a, err == nil)
 		}
 		return
 	}
 	want := wantAttr(d.meta)
 	target := fsAttr{XFlags: want.XFlags & xfProjInherit, ProjID: want.ProjID}
 	if cur != nil && same(*cur, target, xfAll, true) {
-		r.setDirAttr(d.ino, *cur, true)
+		setDirAttr(d, *cur, true)
 		return
 	}
 	fd, err := open()
 	if err != nil {
-		r.setDirAttr(d.ino, fsAttr{}, false)
+		setDirAttr(d, fsAttr{}, false)
 		return
 	}
 	got, known, _ := applyAttrs(&fdAttrs{fd: fd}, cur, target, xfAll, true)
-	r.setDirAttr(d.ino, got, known)
+	setDirAttr(d, got, known)
 }
 
 // earlyTarget is what a non-directory gets when it is created.
@@ -508,7 +503,7 @@ func (r *run) xfDirUnlock(fd int, d *dirNode) {
 	if r.xfOff() {
 		return
 	}
-	cur, ok := r.xf.dirs[d.ino]
+	cur, ok := d.xf, d.xfKnown
 	if ok && cur.XFlags&xfLock == 0 {
 		return
 	}
@@ -517,7 +512,7 @@ func (r *run) xfDirUnlock(fd int, d *dirNode) {
 		c = &cur
 	}
 	got, known, _ := applyAttrs(&fdAttrs{fd: fd}, c, fsAttr{}, xfLock, false)
-	r.setDirAttr(d.ino, got, known)
+	setDirAttr(d, got, known)
 }
 
 // xfDir sets the attributes of a directory after its other metadata;
@@ -531,11 +526,12 @@ func (r *run) xfDir(fd int, d *dirNode) {
 		mask &^= xfLock
 	}
 	var cur *fsAttr
-	if c, ok := r.xf.dirs[d.ino]; ok {
+	if d.xfKnown {
+		c := d.xf
 		cur = &c
 	}
 	got, known, fails := applyAttrs(&fdAttrs{fd: fd}, cur, wantAttr(d.meta), mask, true)
-	r.setDirAttr(d.ino, got, known)
+	setDirAttr(d, got, known)
 	if err := attrError(fails); err != nil {
 		p := d.path
 		if p == "" {
