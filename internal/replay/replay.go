@@ -47,8 +47,8 @@ type Result struct {
 	Intents      int    `json:"intents"` // intents found, all finished
 	BlocksWrote  int    `json:"sectors_written"`
 	NewHead      string `json:"new_head,omitempty"`
-	// UnlinkedInodes counts AGI unlinked-list heads left: inodes unlinked
-	// while open, which the kernel frees at its next mount.
+	// UnlinkedInodes counts AGI unlinked-list heads after replay: inodes
+	// deleted while open, which only the kernel can free (replay refuses).
 	UnlinkedInodes int `json:"unlinked_buckets"`
 	// The superblock's lazy counters were recomputed from the AG headers.
 	CountersChanged                  bool   `json:"counters_changed"`
@@ -120,6 +120,9 @@ func Replay(dev image.Device) (*Result, error) {
 		}
 	}
 	if err := r.recount(); err != nil {
+		if errors.Is(err, ErrUnsupported) {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 		return nil, fmt.Errorf("%s: recomputing the superblock counters: %w", name, err)
 	}
 	if err := r.flush(); err != nil {
@@ -601,6 +604,12 @@ func (r *replayer) recount() error {
 				r.res.UnlinkedInodes++
 			}
 		}
+	}
+	if n := r.res.UnlinkedInodes; n > 0 {
+		// Files unlinked while still open: the kernel truncates and frees
+		// them after recovery, which needs its allocator.
+		return fmt.Errorf("%d AGI unlinked lists hold inodes that were deleted while still open; freeing them "+
+			"needs the kernel: mount the filesystem once (nothing was written): %w", n, ErrUnsupported)
 	}
 	sbB, err := r.ov.read(r.fs, 0, int(sb.SectSize))
 	if err != nil {
