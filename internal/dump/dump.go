@@ -14,7 +14,6 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 
-	"xfskit/internal/image"
 	"xfskit/internal/stream"
 	"xfskit/internal/xfs"
 	"xfskit/internal/xlog"
@@ -129,16 +128,9 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 }
 
 func openImage(opts Options) (*xfs.FS, error) {
-	if opts.wrapDevice == nil {
-		return xfs.Open(opts.Image)
-	}
-	dev, err := image.Open(opts.Image, false)
-	if err != nil {
-		return nil, err
-	}
-	fs, err := xfs.OpenDevice(opts.wrapDevice(dev))
-	if err != nil {
-		dev.Close()
+	fs, err := xfs.Open(opts.Image)
+	if err == nil && opts.wrapDevice != nil {
+		fs.Dev = opts.wrapDevice(fs.Dev) // after the superblock was read
 	}
 	return fs, err
 }
