@@ -105,6 +105,10 @@ func Replay(dev image.Device) (*Result, error) {
 		res.WasClean = true
 		return res, nil
 	}
+	if st.HeadCycle >= 1<<31-1 {
+		// The new log needs a higher cycle; LSN cycles are kept below 2^31.
+		return nil, ondisk.Corrupt("log", name, "", "head cycle %d leaves no higher cycle for a clean log", st.HeadCycle)
+	}
 	txs, uncommitted, err := l.Transactions(st)
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading the log (nothing was written): %w", name, err)
@@ -222,8 +226,10 @@ func (r *replayer) replayTx(tx *xlog.Transaction) error {
 	rank := func(it *xlog.Item) int {
 		switch it.Type {
 		case ondisk.LogItemBuf:
-			f, _ := ondisk.DecodeBufLogFormat(it.Regions[0], tx.Order)
+			f, err := ondisk.DecodeBufLogFormat(it.Regions[0], tx.Order)
 			switch {
+			case err != nil:
+				return 0 // pass1 refused it already; buffer() reports it too
 			case f.Flags&ondisk.BufLogCancel != 0:
 				return 3
 			case f.Flags&ondisk.BufLogInodeBuf != 0:
@@ -620,11 +626,14 @@ func (r *replayer) recount() error {
 		return err
 	}
 	r.res.OldICount, r.res.OldIFree, r.res.OldFDBlocks = nsb.ICount, nsb.IFree, nsb.FDBlocks
-	if nsb.ICount == icount && nsb.IFree == ifree && nsb.FDBlocks == fdblocks {
+	if nsb.ICount == icount && nsb.IFree == ifree && nsb.FDBlocks == fdblocks && nsb.FeaturesLogIncompat == 0 {
 		return nil
 	}
-	r.res.CountersChanged = true
+	r.res.CountersChanged = nsb.ICount != icount || nsb.IFree != ifree || nsb.FDBlocks != fdblocks
 	nsb.ICount, nsb.IFree, nsb.FDBlocks = icount, ifree, fdblocks
+	// Log-incompatible features guard log contents from older kernels; a
+	// clean log holds none, so they are cleared, as the kernel does.
+	nsb.FeaturesLogIncompat = 0
 	nsb.Encode(sbB) // recomputes the CRC
 	r.ov.write(0, sbB)
 	return nil
