@@ -56,6 +56,13 @@ func workload(t *testing.T, mnt string, tag string) {
 	oracle.Run(t, "setfattr", "-n", "user.small", "-v", "1", p("big"))
 	oracle.Run(t, "setfattr", "-n", "user.remote", "-v", strings.Repeat("r", 5000), p("short/short-entry-with-a-longer-name-00000"))
 	must(os.RemoveAll(p("block")))
+	// A fragmented file: its extent map outgrows the inode, so the inode is
+	// logged with a bmbt root (XFS_ILOG_DBROOT).
+	args := []string{"-f", "-c", "falloc 0 4m"}
+	for i := 0; i < 200; i++ {
+		args = append(args, "-c", fmt.Sprintf("fpunch %d 4096", 2*i*4096))
+	}
+	oracle.Run(t, "xfs_io", append(args, p("fragmented"))...)
 }
 
 // crash flushes the log and shuts the filesystem down, so the work stays
