@@ -69,8 +69,8 @@ z=() n=() x=() d=() cz=() cn=() cx=() dn=()
 for r in $(seq 1 "$rounds"); do
 	read -r w c <<<"$(ours zstd)"; z+=("$w"); cz+=("$c")
 	read -r w c <<<"$(ours none)"; n+=("$w"); cn+=("$c")
-	read -r w c <<<"$(theirs)"; x+=("$w"); cx+=("$c")
 	read -r w c <<<"$(null)"; d+=("$w"); dn+=("$c")
+	read -r w c <<<"$(theirs)"; x+=("$w"); cx+=("$c")
 	printf 'round %d: dump -z zstd %.2fs (cpu %.2fs)  dump -z none %.2fs (cpu %.2fs)  xfsdump %.2fs (cpu %.2fs)  [dump -z none to /dev/null %.2fs (cpu %.2fs)]\n' \
 		"$r" "${z[-1]}" "${cz[-1]}" "${n[-1]}" "${cn[-1]}" "${x[-1]}" "${cx[-1]}" "${d[-1]}" "${dn[-1]}"
 done
