@@ -448,11 +448,15 @@ func (r *replayer) inode(tx *xlog.Transaction, it *xlog.Item) error {
 	if int(f.BOffset)+isize > int(f.Len)*ondisk.BBSize {
 		return ondisk.Corrupt("inode log item", where, "ilf_boffset", "inode at offset %d runs past its %d-block buffer", f.BOffset, f.Len)
 	}
-	buf, err := r.ov.read(r.fs, uint64(f.Blkno), int(f.Len)*ondisk.BBSize)
+	// Only the sectors holding this inode: a cluster buffer is 8-32 KiB.
+	first := int(f.BOffset) / ondisk.BBSize
+	last := (int(f.BOffset) + isize + ondisk.BBSize - 1) / ondisk.BBSize
+	daddr := uint64(f.Blkno) + uint64(first)
+	buf, err := r.ov.read(r.fs, daddr, (last-first)*ondisk.BBSize)
 	if err != nil {
 		return err
 	}
-	dip := buf[f.BOffset : int(f.BOffset)+isize]
+	dip := buf[int(f.BOffset)-first*ondisk.BBSize:][:isize]
 	if !ondisk.IsInodeBuffer(dip) {
 		return ondisk.Corrupt("inode", where, "di_magic", "no inode at daddr %d offset %d to replay into", f.Blkno, f.BOffset)
 	}
@@ -520,7 +524,7 @@ func (r *replayer) inode(tx *xlog.Transaction, it *xlog.Item) error {
 	if err != nil {
 		return fmt.Errorf("%s after replay: %w", where, err)
 	}
-	r.ov.write(uint64(f.Blkno), buf)
+	r.ov.write(daddr, buf)
 	r.res.Inodes++
 	return nil
 }
@@ -646,17 +650,22 @@ func (r *replayer) flush() error {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	// Nearby sectors go out in one write with the unchanged ones between
+	// (read back through the overlay): every write through the undo
+	// journal costs a journal sync.
+	const gap, most = 128, 2048
 	for i := 0; i < len(keys); {
 		j := i + 1
-		for j < len(keys) && keys[j] == keys[j-1]+1 && j-i < 2048 {
+		for j < len(keys) && keys[j]-keys[j-1] <= gap && keys[j]-keys[i] < most {
 			j++
 		}
-		buf := make([]byte, 0, (j-i)*ondisk.BBSize)
-		for _, k := range keys[i:j] {
-			buf = append(buf, r.ov[k]...)
+		start, n := keys[i], int(keys[j-1]-keys[i]+1)
+		buf, err := r.ov.read(r.fs, start, n*ondisk.BBSize)
+		if err != nil {
+			return err
 		}
-		if _, err := r.fs.Dev.WriteAt(buf, int64(keys[i])<<ondisk.BBShift); err != nil {
-			return fmt.Errorf("%s: writing daddr %d: %w", r.fs.Name(), keys[i], err)
+		if _, err := r.fs.Dev.WriteAt(buf, int64(start)<<ondisk.BBShift); err != nil {
+			return fmt.Errorf("%s: writing daddr %d: %w", r.fs.Name(), start, err)
 		}
 		r.res.BlocksWrote += j - i
 		i = j
@@ -670,20 +679,35 @@ func (r *replayer) flush() error {
 type overlay map[uint64][]byte
 
 func (o overlay) read(fs *xfs.FS, daddr uint64, n int) ([]byte, error) {
-	buf, err := fs.ReadDaddr(daddr, n)
-	if err != nil {
-		return nil, err
-	}
-	for i := 0; i < n/ondisk.BBSize; i++ {
+	const bb = ondisk.BBSize
+	buf := make([]byte, n)
+	// Sectors already replayed come from the overlay; runs of the others
+	// from the device.
+	for i := 0; i < n/bb; {
 		if s, ok := o[daddr+uint64(i)]; ok {
-			copy(buf[i*ondisk.BBSize:], s)
+			copy(buf[i*bb:], s)
+			i++
+			continue
 		}
+		j := i + 1
+		for j < n/bb && o[daddr+uint64(j)] == nil {
+			j++
+		}
+		if err := fs.ReadDaddrInto(daddr+uint64(i), buf[i*bb:j*bb]); err != nil {
+			return nil, err
+		}
+		i = j
 	}
 	return buf, nil
 }
 
 func (o overlay) write(daddr uint64, b []byte) {
 	for i := 0; i+ondisk.BBSize <= len(b); i += ondisk.BBSize {
-		o[daddr+uint64(i/ondisk.BBSize)] = slices.Clone(b[i : i+ondisk.BBSize])
+		k := daddr + uint64(i/ondisk.BBSize)
+		if s, ok := o[k]; ok {
+			copy(s, b[i:]) // the same sector again: no new allocation
+		} else {
+			o[k] = slices.Clone(b[i : i+ondisk.BBSize])
+		}
 	}
 }
