@@ -175,3 +175,51 @@ func TestDamagedRecordRefused(t *testing.T) {
 		t.Fatal("a refused replay changed the image")
 	}
 }
+
+// TestTornHeadReplaysLikeKernel damages the last record before the head:
+// like the kernel, replay takes it for a write torn by the crash, drops it
+// and replays the rest; the result must equal the kernel's recovery of the
+// same damaged image.
+func TestTornHeadReplaysLikeKernel(t *testing.T) {
+	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools, oracle.Attr)
+	img := oracle.Mkfs(t, "300m")
+	mnt := oracle.Mount(t, img, false)
+	workload(t, mnt, "a")
+	oracle.Run(t, "sync", "-f", mnt) // a checkpoint of its own, kept
+	workload(t, mnt, "b")            // the last checkpoint, torn
+	crash(t, mnt)
+	fs, err := xfs.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := xlog.Open(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := l.Find()
+	if err != nil || st.Clean || st.Torn != nil {
+		t.Fatalf("dirty log expected: %v %v", st, err)
+	}
+	off := int64(l.Daddr(st.LastRecordBlock)+1)*ondisk.BBSize + 64
+	fs.Close()
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if st := dirty(t, img); st.Torn == nil {
+		t.Fatalf("damage at the head not taken for a torn write: %v", st)
+	}
+	res := replayAndCompare(t, img)
+	if res.Torn == "" {
+		t.Fatal("replay did not report the torn write")
+	}
+}
