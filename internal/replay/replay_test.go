@@ -171,6 +171,9 @@ func TestReplayMatchesKernel(t *testing.T) {
 		// The smallest log: it wraps, and the kernel writes metadata back
 		// early, so replay must skip what the disk already has.
 		{"small-log", []string{"--unsupported", "-l", "size=1368b"}},
+		// 4 KiB sectors: AG headers and log writes are whole sectors, and
+		// a log stripe unit pads the unmount record.
+		{"4k-sectors-lsunit", []string{"-s", "size=4096", "-l", "su=32k", "-i", "size=1024"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			img := oracle.Mkfs(t, "300m", tc.opts...)
