@@ -174,6 +174,10 @@ func TestReplayMatchesKernel(t *testing.T) {
 		// 4 KiB sectors: AG headers and log writes are whole sectors, and
 		// a log stripe unit pads the unmount record.
 		{"4k-sectors-lsunit", []string{"-s", "size=4096", "-l", "su=32k", "-i", "size=1024"}},
+		// Legacy timestamps (two 32-bit halves in the log dinode) and
+		// 64-bit extent counters.
+		{"bigtime-off", []string{"-m", "bigtime=0,inobtcount=0"}},
+		{"nrext64", []string{"-i", "nrext64=1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			img := oracle.Mkfs(t, "300m", tc.opts...)
