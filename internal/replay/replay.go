@@ -243,9 +243,18 @@ func (r *replayer) replayTx(tx *xlog.Transaction) error {
 		}
 		return 4
 	}
-	items := slices.Clone(tx.Items)
-	slices.SortStableFunc(items, func(a, b *xlog.Item) int { return rank(a) - rank(b) })
-	for _, it := range items {
+	// Ranked once: a checkpoint can hold tens of thousands of items.
+	type ranked struct {
+		it   *xlog.Item
+		rank int
+	}
+	items := make([]ranked, len(tx.Items))
+	for i, it := range tx.Items {
+		items[i] = ranked{it, rank(it)}
+	}
+	slices.SortStableFunc(items, func(a, b ranked) int { return a.rank - b.rank })
+	for _, ri := range items {
+		it := ri.it
 		var err error
 		switch it.Type {
 		case ondisk.LogItemBuf:
