@@ -103,6 +103,9 @@ func runReplay(img string, quiet bool) (int, error) {
 	if !quiet && !res.WasClean {
 		fmt.Fprintf(os.Stderr, "%s: log replayed: %d transactions (%d buffers, %d inodes, %d inode chunks; %d cancelled, %d already on disk), %d uncommitted dropped\n",
 			img, res.Transactions, res.Buffers, res.Inodes, res.ICreates, res.Cancelled, res.BufSkipped+res.InodeSkipped, res.Uncommitted)
+		if res.Torn != "" {
+			fmt.Fprintf(os.Stderr, "%s: the last log write was torn by the crash and dropped, as the kernel does: %s\n", img, res.Torn)
+		}
 	}
 	return 0, nil
 }
