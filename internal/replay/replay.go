@@ -40,19 +40,22 @@ type Result struct {
 	Uncommitted  int    `json:"uncommitted"` // cut off by the crash, not replayed
 	Buffers      int    `json:"buffers"`     // buffer items replayed
 	BufSkipped   int    `json:"buffers_skipped"`
-	Cancelled    int    `json:"buffers_cancelled"`
+	Cancelled    int    `json:"cancelled"` // items whose buffer a cancel record freed, and the cancel records
+
 	Inodes       int    `json:"inodes"`
 	InodeSkipped int    `json:"inodes_skipped"`
 	ICreates     int    `json:"icreates"`
-	Intents      int    `json:"intents"` // intents found, all finished
-	BlocksWrote  int    `json:"sectors_written"`
+	Intents      int    `json:"intents"`         // intents found, all finished
+	Sectors      int    `json:"sectors_written"` // replayed 512-byte sectors (the log rewrite aside)
 	NewHead      string `json:"new_head,omitempty"`
 	// UnlinkedInodes counts AGI unlinked-list heads after replay: inodes
 	// deleted while open, which only the kernel can free (replay refuses).
 	UnlinkedInodes int `json:"unlinked_buckets"`
 	// The superblock's lazy counters were recomputed from the AG headers.
-	CountersChanged                  bool   `json:"counters_changed"`
-	OldICount, OldIFree, OldFDBlocks uint64 `json:"-"`
+	CountersChanged bool   `json:"counters_changed"`
+	OldICount       uint64 `json:"old_icount"`
+	OldIFree        uint64 `json:"old_ifree"`
+	OldFDBlocks     uint64 `json:"old_fdblocks"`
 }
 
 // Run replays the log of the image at path in place, atomically.
@@ -676,7 +679,7 @@ func (r *replayer) flush() error {
 		if _, err := r.fs.Dev.WriteAt(buf, int64(start)<<ondisk.BBShift); err != nil {
 			return fmt.Errorf("%s: writing daddr %d: %w", r.fs.Name(), start, err)
 		}
-		r.res.BlocksWrote += j - i
+		r.res.Sectors += j - i
 		i = j
 	}
 	return nil
