@@ -135,7 +135,7 @@ func Replay(dev image.Device) (*Result, error) {
 	if err := r.flush(); err != nil {
 		return nil, err
 	}
-	head, err := writeCleanLog(dev, fs.SB, l, st.HeadCycle+1)
+	head, err := l.Clear(st.HeadCycle + 1)
 	if err != nil {
 		return nil, fmt.Errorf("%s: writing a clean log: %w", name, err)
 	}
