@@ -160,15 +160,11 @@ func CanonicalSubtrees(subtrees []string) []string {
 }
 
 // subtreesKey is the stored form of a selection: a JSON list of the
-// canonical subtrees. JSON strings hold only UTF-8, so a path that is not
-// valid UTF-8 (Linux names are bytes) is stored as NUL + its bytes in hex:
-// no path holds a NUL, and valid paths keep the form older versions wrote.
+// canonical subtrees, each through EncodePath.
 func subtreesKey(subtrees []string) string {
 	c := CanonicalSubtrees(subtrees)
 	for i, p := range c {
-		if !utf8.ValidString(p) {
-			c[i] = "\x00" + hex.EncodeToString([]byte(p))
-		}
+		c[i] = EncodePath(p)
 	}
 	b, _ := json.Marshal(c)
 	return string(b)
@@ -181,15 +177,36 @@ func parseSubtrees(key string) ([]string, error) {
 		return nil, err
 	}
 	for i, p := range c {
-		if h, ok := strings.CutPrefix(p, "\x00"); ok {
-			b, err := hex.DecodeString(h)
-			if err != nil {
-				return nil, fmt.Errorf("subtree %q: %w", p, err)
-			}
-			c[i] = string(b)
+		var err error
+		if c[i], err = DecodePath(p); err != nil {
+			return nil, err
 		}
 	}
 	return c, nil
+}
+
+// EncodePath makes a path safe to carry in a JSON string, which holds only
+// UTF-8 while Linux names are bytes: a path that is not valid UTF-8 becomes
+// NUL followed by its bytes in hex (no path holds a NUL); others are kept
+// as they are, the form older versions wrote.
+func EncodePath(p string) string {
+	if utf8.ValidString(p) && !strings.HasPrefix(p, "\x00") {
+		return p
+	}
+	return "\x00" + hex.EncodeToString([]byte(p))
+}
+
+// DecodePath undoes EncodePath.
+func DecodePath(s string) (string, error) {
+	h, ok := strings.CutPrefix(s, "\x00")
+	if !ok {
+		return s, nil
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		return "", fmt.Errorf("encoded path %q: %w", s, err)
+	}
+	return string(b), nil
 }
 
 func nsOrNow(t time.Time) int64 {

@@ -26,6 +26,7 @@ func TestCommandLine(t *testing.T) {
 		{"-l", "10", "-f", "x", img},            // bad level
 		{"-z", "lz4", "-f", "x", img},           // bad compression
 		{"--media-size", "12q", "-f", "x", img}, // bad size
+		{"--media-size", "64k", "-f", filepath.Join(dir, "split"), "--inventory", inv, img}, // below one chunk
 		{"--bogus", img},
 		{"-f", "-", "--media-size", "1m", img},
 		{"-f", "-", "--json", img},
@@ -34,6 +35,11 @@ func TestCommandLine(t *testing.T) {
 		if _, e, code := clitest.Run(bin, args...); code != 3 || e == "" {
 			t.Errorf("%v: exit %d (want 3), stderr %q", args, code, e)
 		}
+	}
+	// Refused before any media file was opened or a session recorded
+	// (the session count is checked with -I below).
+	if left, _ := filepath.Glob(filepath.Join(dir, "split*")); len(left) != 0 {
+		t.Fatalf("a refused --media-size left files behind: %v", left)
 	}
 	s0 := filepath.Join(dir, "s0")
 	out, e, code := clitest.Run(bin, "--json", "-L", "lbl", "-M", "med", "-f", s0, "--inventory", inv, img)

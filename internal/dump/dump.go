@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 
+	"xfskit/internal/image"
 	"xfskit/internal/stream"
 	"xfskit/internal/xfs"
 	"xfskit/internal/xlog"
@@ -46,6 +48,41 @@ type resumeState struct {
 }
 
 const resumeStateVersion = 1
+
+// paths are resumeState's fields that hold names (bytes, which JSON alone
+// would mangle when they are not UTF-8).
+func (st *resumeState) paths() []*string {
+	p := []*string{&st.Image, &st.Dest, &st.SessionLabel, &st.MediaLabel, &st.FSLabel}
+	for i := range st.Subtrees {
+		p = append(p, &st.Subtrees[i])
+	}
+	return p
+}
+
+// marshal is st as stored in inventory checkpoints.
+func (st resumeState) marshal() []byte {
+	st.Subtrees = slices.Clone(st.Subtrees)
+	for _, p := range st.paths() {
+		*p = inventory.EncodePath(*p)
+	}
+	b, _ := json.Marshal(st)
+	return b
+}
+
+// unmarshalResumeState undoes marshal.
+func unmarshalResumeState(b []byte) (resumeState, error) {
+	var st resumeState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, err
+	}
+	for _, p := range st.paths() {
+		var err error
+		if *p, err = inventory.DecodePath(*p); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
 
 // dumper is one run of Dump.
 type dumper struct {
@@ -98,6 +135,14 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
+	// The on-disk state of a read-write mount lags behind the kernel's: a
+	// dump of it would miss recent changes yet be recorded as complete,
+	// and later levels based on it would lose them for good.
+	if m, err := image.MountedAt(opts.Image); err != nil {
+		return nil, err
+	} else if m != nil && m.Writable {
+		return nil, fmt.Errorf("%s is mounted read-write at %s: unmount it (or remount it read-only), or dump a snapshot", opts.Image, m.Point)
+	}
 	fs, err := openImage(opts)
 	if err != nil {
 		return nil, err
@@ -108,7 +153,7 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("%s: reading the log: %w", opts.Image, err)
 	}
 	if !logState.Clean {
-		return nil, fmt.Errorf("%s: %w (%s): the filesystem was not cleanly unmounted. Mount it once so that the kernel replays the log, unmount it, and dump again (dump never replays or writes the log)", opts.Image, ErrDirtyLog, logState)
+		return nil, fmt.Errorf("%s: %w (%s): the filesystem was not cleanly unmounted. Replay the log with 'xfskit-check --replay' (or mount and unmount it once), then dump again (dump never writes the image)", opts.Image, ErrDirtyLog, logState)
 	}
 	dbPath := opts.Inventory
 	if dbPath == "" {
@@ -273,7 +318,7 @@ func (d *dumper) prepare(ctx context.Context, since *stream.Timestamp, subtrees 
 
 func (d *dumper) newRun(st resumeState, sid uuid.UUID, kind destKind) *streamRun {
 	r := &streamRun{st: st}
-	r.data, _ = json.Marshal(st)
+	r.data = st.marshal()
 	var base stream.UUID
 	if st.BaseID != "" {
 		if u, err := uuid.Parse(st.BaseID); err == nil {

@@ -141,7 +141,7 @@ func TestDirtyLog(t *testing.T) {
 	before := fileHash(t, img)
 	dir := t.TempDir()
 	_, err := Dump(t.Context(), Options{Image: img, Dests: []string{filepath.Join(dir, "s")}, Inventory: filepath.Join(dir, "inv.db")})
-	if !errors.Is(err, ErrDirtyLog) || !strings.Contains(err.Error(), "Mount it once") {
+	if !errors.Is(err, ErrDirtyLog) || !strings.Contains(err.Error(), "check --replay") {
 		t.Fatalf("dirty log: %v", err)
 	}
 	t.Logf("%v", err)
@@ -153,6 +153,28 @@ func TestDirtyLog(t *testing.T) {
 	}
 	if fileHash(t, img) != before {
 		t.Error("the image changed")
+	}
+}
+
+// TestMountedReadWrite: an image mounted read-write is refused before
+// anything is recorded (its on-disk state lags behind the kernel's); a
+// read-only mount is consistent and is dumped.
+func TestMountedReadWrite(t *testing.T) {
+	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools)
+	img := oracle.Mkfs(t, "512m")
+	mnt := oracle.Mount(t, img, false)
+	dir := t.TempDir()
+	o := Options{Image: img, Dests: []string{filepath.Join(dir, "s")}, Inventory: filepath.Join(dir, "inv.db")}
+	_, err := Dump(t.Context(), o)
+	if err == nil || !strings.Contains(err.Error(), "mounted read-write at "+mnt) {
+		t.Fatalf("dump of a read-write mount: %v", err)
+	}
+	if _, err := os.Stat(o.Inventory); err == nil {
+		t.Error("the inventory was touched for a refused image")
+	}
+	oracle.Run(t, "mount", "-o", "remount,ro", mnt)
+	if r, err := Dump(t.Context(), o); err != nil || r.Dirs == 0 {
+		t.Fatalf("dump of a read-only mount: %+v %v", r, err)
 	}
 }
 

@@ -168,6 +168,11 @@ func (o *Options) check() error {
 	if o.BlockSize != 0 && (o.BlockSize < stream.MinBlockSize || o.BlockSize > stream.MaxBlockSize) {
 		return usagef("block size %d out of range %d..%d", o.BlockSize, stream.MinBlockSize, stream.MaxBlockSize)
 	}
+	// Before any destination is opened or a session recorded: a media
+	// file must hold at least one chunk.
+	if min := stream.MinMediaSize(o.ChunkSize, o.BlockSize); o.MediaSize > 0 && o.MediaSize < min {
+		return usagef("--media-size %d is too small: a media file holds at least one chunk, %d bytes with these options (or give a smaller --chunk-size)", o.MediaSize, min)
+	}
 	return nil
 }
 

@@ -2,7 +2,6 @@ package dump
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"reflect"
 
@@ -30,8 +29,8 @@ func (d *dumper) resume(ctx context.Context, fp string) (*Result, error) {
 	}
 	states := map[int]resumeState{}
 	for _, cp := range cps {
-		var st resumeState
-		if err := json.Unmarshal(cp.Data, &st); err != nil || st.Version != resumeStateVersion {
+		st, err := unmarshalResumeState(cp.Data)
+		if err != nil || st.Version != resumeStateVersion {
 			return nil, fmt.Errorf("session %s stream %d: checkpoint was not written by this version of dump; start a new dump", s.ID, cp.Stream)
 		}
 		states[cp.Stream] = st

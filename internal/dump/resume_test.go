@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"reflect"
 	"testing"
 	"time"
 
@@ -285,4 +286,23 @@ func TestResumeRefusals(t *testing.T) {
 		t.Fatalf("resuming after a change: %v", err)
 	}
 	t.Logf("resuming after a change: %v", err)
+}
+
+// TestResumeStateNames: names in the resume state are bytes and come back
+// exactly, UTF-8 or not (JSON alone would turn \xfe and \xff into the
+// same U+FFFD, and resume would reopen the wrong destination).
+func TestResumeStateNames(t *testing.T) {
+	st := resumeState{Version: resumeStateVersion, Image: "/img/\xfe.img", Dest: "/b/\xff-stream", Subtrees: []string{"\xfe", "ok", "\x00odd"},
+		SessionLabel: "l\xe9", MediaLabel: "m", FSLabel: "fs"}
+	b := st.marshal()
+	got, err := unmarshalResumeState(b)
+	if err != nil || !reflect.DeepEqual(got, st) {
+		t.Fatalf("round trip: %+v, %v; want %+v", got, err, st)
+	}
+	if st.Subtrees[0] != "\xfe" {
+		t.Error("marshal changed the caller's subtrees")
+	}
+	if _, err := unmarshalResumeState([]byte(`{"v":1,"dest":"\u0000zz"}`)); err == nil {
+		t.Error("a bad encoded name was accepted")
+	}
 }

@@ -18,16 +18,6 @@ import (
 	"xfskit/internal/treecmp"
 )
 
-// knownBug skips a check of an open finding (see
-// /work/notes/s3/e2e-findings.md) unless XFSKIT_E2E_KNOWN_BUGS=1, so that
-// the suite stays green while the owner fixes it and the check is ready.
-func knownBug(t *testing.T, finding string) {
-	t.Helper()
-	if os.Getenv("XFSKIT_E2E_KNOWN_BUGS") != "1" {
-		t.Skipf("skipping: open finding %s (XFSKIT_E2E_KNOWN_BUGS=1 runs it)", finding)
-	}
-}
-
 // reproducibleImages: CI builds of the same tree with SOURCE_DATE_EPOCH and
 // a fixed UUID give byte-identical images, and so does growing them.
 func reproducibleImages(t *testing.T, tl tools, src string) {
@@ -221,7 +211,6 @@ func mountedRefusals(t *testing.T, tl tools, src string) {
 		t.Errorf("growfs of a mounted image: %s", stderr)
 	}
 	t.Run("dump", func(t *testing.T) {
-		knownBug(t, "F1 (dump of a mounted filesystem)")
 		for _, target := range []string{img, dev} {
 			_, _, code := (clitest.Opts{}).Run(tl["dump"], "-q", "--inventory", filepath.Join(dir, "inv.db"), "-f", filepath.Join(dir, "s"), target)
 			if code == 0 {
@@ -293,7 +282,6 @@ func interruptedGrow(t *testing.T, tl tools, src string) {
 // base — here two directories whose names differ only in bytes that are
 // not UTF-8.
 func nonUTF8Selections(t *testing.T, tl tools) {
-	knownBug(t, "F11 (the inventory keeps subtree selections as JSON text)")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
 	a, b := "\xfe", "\xff"

@@ -170,9 +170,8 @@ func checkOptions(hdr *Header, opts *WriterOptions) error {
 		if opts.OpenMedia == nil {
 			return errors.New("stream: MaxMediaSize needs OpenMedia")
 		}
-		min := int64(MediaHeaderSize + ChunkHeaderSize + opts.ChunkSize)
+		min := MinMediaSize(opts.ChunkSize, opts.BlockSize)
 		if opts.BlockSize > 0 {
-			min = roundUp(min, int64(opts.BlockSize))
 			opts.MaxMediaSize = opts.MaxMediaSize / int64(opts.BlockSize) * int64(opts.BlockSize)
 		}
 		if opts.MaxMediaSize < min {
@@ -180,6 +179,20 @@ func checkOptions(hdr *Header, opts *WriterOptions) error {
 		}
 	}
 	return nil
+}
+
+// MinMediaSize is the smallest media file that holds a media header and
+// one chunk of chunkSize bytes (0: the default), in records of blockSize
+// bytes (0: none).
+func MinMediaSize(chunkSize, blockSize int) int64 {
+	if chunkSize == 0 {
+		chunkSize = DefaultChunkSize
+	}
+	min := int64(MediaHeaderSize + ChunkHeaderSize + chunkSize)
+	if blockSize > 0 {
+		min = roundUp(min, int64(blockSize))
+	}
+	return min
 }
 
 func (w *Writer) workers() int {
