@@ -85,7 +85,7 @@ func (r *run) arrange() error {
 				moved[ino] = true
 			}
 		}
-		if _, err := mkdirAt(r.t.root, orphanageName); err != nil {
+		if _, err := mkdirAt(r.t.root, orphanageName, 0o700); err != nil {
 			return fmt.Errorf("%s: %v", orphanageName, err)
 		}
 		fd, err := unix.Openat(r.t.root, orphanageName, dirFlags, 0)
@@ -143,16 +143,18 @@ func (r *run) arrange() error {
 			r.hook("place")
 		}
 		if !inOrph[d.ino] {
-			created, err := mkdirAt(pfd, d.name)
+			parentFresh := rootClean
+			if d.parent != tr.root {
+				parentFresh = tr.dirs[d.parent].fresh
+			}
+			mode, final := r.t.dirMode(d.meta, parentFresh)
+			created, err := mkdirAt(pfd, d.name, mode)
 			if err != nil {
 				r.problem(d.path, d.ino, "%v", err)
 				return
 			}
-			if d.parent == tr.root {
-				d.fresh = created && rootClean
-			} else {
-				d.fresh = created && tr.dirs[d.parent].fresh
-			}
+			d.fresh = created && parentFresh
+			d.modeSet = d.fresh && final
 			r.hook("mkdir")
 		}
 		r.xfEarlyDir(cache, d) // project id before contents (xflags_run.go)

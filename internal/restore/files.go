@@ -72,7 +72,19 @@ const (
 	smallFile  = 64 << 10
 	batchJobs  = 64
 	batchBytes = 1 << 20
+	// A file costs an applier about as much to make as writing
+	// costBytes bytes of data: the load of an applier, in files, counts
+	// its data that way.
+	costBytes = 64 << 10
 )
+
+// jobCost is the load a file puts on an applier.
+func jobCost(f *stream.File) int64 {
+	if f.Meta.Type() != stream.TypeRegular {
+		return 1
+	}
+	return 1 + f.Meta.Size/costBytes
+}
 
 // job is one file handed from the stream reader to an applier. A small
 // regular file carries its data inline; for a large one the reader sends
@@ -81,6 +93,7 @@ const (
 type job struct {
 	f      *stream.File
 	fn     *fileNode
+	cost   int64   // work it makes, in costUnits
 	inline []piece // small files: data (in the batch's buffer)
 	pieces chan piece
 	ioErr  error // set before pieces is closed: the stream failed
@@ -111,7 +124,7 @@ type dirLoad struct {
 // applier makes files, one batch after another.
 type applier struct {
 	q     chan *batch
-	jobs  atomic.Int64 // files queued or being made
+	load  atomic.Int64 // cost of the files queued or being made
 	w     *worker
 	pipe  *pipe
 	index int
@@ -192,7 +205,7 @@ func (a *applier) run() {
 	for b := range a.q {
 		for _, j := range b.jobs {
 			a.w.file(j, p)
-			a.jobs.Add(-1)
+			a.load.Add(-j.cost)
 			p.inJobs.Done()
 		}
 		b.load.batches.Add(-1)
@@ -243,7 +256,7 @@ func (w *worker) dispatch(f *stream.File, p *pipe) error {
 		p.flush()
 		p.inJobs.Wait()
 	}
-	j := &job{f: f, fn: fn}
+	j := &job{f: f, fn: fn, cost: jobCost(f)}
 	dir := fn.names[0].dir
 	if f.Meta.Type() != stream.TypeRegular {
 		p.add(dir, j, 0)
@@ -253,7 +266,7 @@ func (w *worker) dispatch(f *stream.File, p *pipe) error {
 		return p.addSmall(dir, j)
 	}
 	p.flush()
-	j.pieces = make(chan piece, 8)
+	j.pieces = make(chan piece, piecesInFlight) // the reader waits for tokens only
 	p.send(&batch{dir: dir, jobs: []*job{j}})
 	defer close(j.pieces)
 	for {
@@ -310,13 +323,20 @@ func (p *pipe) flush() {
 }
 
 // send hands b to the applier that has its directory in hand, unless
-// that one has a batch more to do than the least busy one.
+// that one has a full batch more to do than the least busy one; never to
+// one whose queue is full while another has room.
 func (p *pipe) send(b *batch) {
-	least := p.as[0]
-	for _, a := range p.as[1:] {
-		if a.jobs.Load() < least.jobs.Load() {
+	var least, any *applier
+	for _, a := range p.as {
+		if any == nil || a.load.Load() < any.load.Load() {
+			any = a
+		}
+		if len(a.q) < cap(a.q) && (least == nil || a.load.Load() < least.load.Load()) {
 			least = a
 		}
+	}
+	if least == nil {
+		least = any // every queue is full: wait for the least busy
 	}
 	a := least
 	d := p.dirs[b.dir]
@@ -324,15 +344,19 @@ func (p *pipe) send(b *batch) {
 		d = &dirLoad{}
 		p.dirs[b.dir] = d
 	} else if d.batches.Load() > 0 {
-		if own := p.as[d.applier]; own.jobs.Load() <= least.jobs.Load()+batchJobs {
+		if own := p.as[d.applier]; len(own.q) < cap(own.q) && own.load.Load() <= least.load.Load()+batchJobs {
 			a = own
 		}
+	}
+	var cost int64
+	for _, j := range b.jobs {
+		cost += j.cost
 	}
 	d.applier = a.index
 	d.batches.Add(1)
 	b.load = d
 	p.inJobs.Add(len(b.jobs))
-	a.jobs.Add(int64(len(b.jobs)))
+	a.load.Add(cost)
 	a.q <- b
 }
 

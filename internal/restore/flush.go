@@ -42,6 +42,20 @@ func (r *run) wrote(n int64) {
 	fl.next.Store(total)
 	fl.started.Store(true)
 	r.hook("writeback")
+	r.startWriteBack()
+}
+
+// filesWritten starts writing back what the files left once the session
+// writes back at all, so that it overlaps the directory metadata.
+func (r *run) filesWritten() {
+	if r.flush.started.Load() && r.flush.busy.CompareAndSwap(false, true) {
+		r.startWriteBack()
+	}
+}
+
+// startWriteBack runs a syncfs in the background (busy is set).
+func (r *run) startWriteBack() {
+	fl := &r.flush
 	fl.wg.Add(1)
 	go func() {
 		defer fl.wg.Done()

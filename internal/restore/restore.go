@@ -428,6 +428,7 @@ func (r *run) apply(ctx context.Context) (*savedState, error) {
 	r.res.Bytes += r.bytes.Load()
 	r.res.Links += r.links.Load()
 	r.xfApplyLate() // immutable, append-only, sync: every file is complete
+	r.filesWritten()
 	r.hook("dirmeta")
 
 	// Directory metadata, deepest first; the root's after the state is
@@ -500,7 +501,7 @@ func (r *run) dirMeta(fd int, d *dirNode) {
 		// A directory that was there, or inherited a default ACL.
 		r.dropStaleXattrs(fd, d, true)
 	}
-	for _, err := range r.t.setFdMeta(fd, d.meta, d.xattrs, false) {
+	for _, err := range r.t.setFdMeta(fd, d.meta, d.xattrs, d.modeSet) {
 		r.problem(p, d.ino, "%v", err)
 	}
 	r.xfDir(fd, d) // XFS attributes after the rest (xflags_run.go)

@@ -303,11 +303,17 @@ func (s *stateDir) openJournal(fresh bool) (*journal, error) {
 func (j *journal) add(line string, flush bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if _, err := j.w.WriteString(line + "\n"); err != nil && j.err == nil {
+	j.w.WriteString(line)
+	j.wrote(flush)
+}
+
+// wrote ends a line. Lines go out in small batches: a killed process
+// loses at most the last few, whose files a resumed restore then writes
+// again.
+func (j *journal) wrote(flush bool) {
+	if err := j.w.WriteByte('\n'); err != nil && j.err == nil {
 		j.err = err
 	}
-	// Lines go out in small batches: a killed process loses at most the
-	// last few, whose files a resumed restore then writes again.
 	j.pending++
 	if flush || j.pending >= 32 || time.Since(j.last) > 100*time.Millisecond {
 		if err := j.w.Flush(); err != nil && j.err == nil {
@@ -318,8 +324,16 @@ func (j *journal) add(line string, flush bool) {
 	}
 }
 
-func (j *journal) fileDone(ino uint64) { j.add("F "+strconv.FormatUint(ino, 10), false) }
-func (j *journal) mark(m string)       { j.add(m, true); j.marks[m] = true }
+func (j *journal) fileDone(ino uint64) {
+	var b [24]byte
+	line := strconv.AppendUint(append(b[:0], "F "...), ino, 10)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.w.Write(line)
+	j.wrote(false)
+}
+
+func (j *journal) mark(m string) { j.add(m, true); j.marks[m] = true }
 
 func (j *journal) close() error {
 	j.mu.Lock()

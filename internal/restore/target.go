@@ -181,10 +181,11 @@ func clearName(pfd int, name string) error {
 	return fmt.Errorf("remove existing entry: %w", err)
 }
 
-// mkdirAt makes sure name in pfd is a directory (mode 0700 while
-// restoring); created tells whether this call made it.
-func mkdirAt(pfd int, name string) (created bool, err error) {
-	err = unix.Mkdirat(pfd, name, 0o700)
+// mkdirAt makes sure name in pfd is a directory, made with mode (0700
+// while restoring, or its final mode); created tells whether this call
+// made it.
+func mkdirAt(pfd int, name string, mode uint32) (created bool, err error) {
+	err = unix.Mkdirat(pfd, name, mode)
 	if err != unix.EEXIST {
 		if err != nil {
 			return false, fmt.Errorf("mkdir: %w", err)
@@ -201,10 +202,26 @@ func mkdirAt(pfd int, name string) (created bool, err error) {
 	if err := clearName(pfd, name); err != nil {
 		return false, err
 	}
-	if err := unix.Mkdirat(pfd, name, 0o700); err != nil {
+	if err := unix.Mkdirat(pfd, name, mode); err != nil {
 		return false, fmt.Errorf("mkdir: %w", err)
 	}
 	return true, nil
+}
+
+// dirMode is the mode to make a directory with: its final permissions
+// when running as root (who needs no write permission to fill it), the
+// directory will be fresh, and mkdir can give them (no setuid or setgid
+// bit, nothing the umask takes away), so that neither fchmod nor (when
+// the owner is the caller's) fchown is needed; else 0700 until the end.
+func (t *target) dirMode(m *stream.FileMeta, fresh bool) (mode uint32, final bool) {
+	if m == nil || !fresh || !t.asRoot {
+		return 0o700, false
+	}
+	perm := permBits(m.Mode)
+	if t.umask < 0 || perm&^0o1777 != 0 || perm&uint32(t.umask) != 0 {
+		return 0o700, false
+	}
+	return perm, true
 }
 
 // retryExist runs create, and once more after clearing the name if it
@@ -386,7 +403,9 @@ func (t *target) setFdMeta(fd int, m *stream.FileMeta, xs []stream.Xattr, modeSe
 			errs = append(errs, fmt.Errorf("owner %d:%d: %w", uid, gid, err))
 		}
 	}
-	errs = append(errs, setXattrs(xs, func(n string, v []byte) error { return unix.Fsetxattr(fd, n, v, 0) })...)
+	if len(xs) > 0 {
+		errs = append(errs, setXattrs(xs, func(n string, v []byte) error { return unix.Fsetxattr(fd, n, v, 0) })...)
+	}
 	if modeSet {
 		for i := range xs {
 			if xs[i].Namespace == stream.XattrRoot {

@@ -110,6 +110,7 @@ type dirNode struct {
 	xattrs      []stream.Xattr
 	inside      bool   // selected: its entries are restored
 	fresh       bool   // made by this restore: no default ACL, no setgid bit yet
+	modeSet     bool   // made with its final mode (dirMode)
 	xf          fsAttr // XFS attributes it has, when xfKnown (xflags_run.go)
 	xfKnown     bool
 }
