@@ -359,6 +359,13 @@ func (t *target) owner(m *stream.FileMeta) (uid, gid int, do bool) {
 	return uid, gid, true
 }
 
+// ownerGiven reports whether what the caller creates already has the
+// owner and group m should get.
+func (t *target) ownerGiven(m *stream.FileMeta) bool {
+	uid, gid, ok := t.owner(m)
+	return !ok || (uid == -1 || uid == t.euid) && (gid == -1 || gid == t.egid)
+}
+
 func timespecs(m *stream.FileMeta) [2]unix.Timespec {
 	return [2]unix.Timespec{
 		{Sec: m.Atime.Sec, Nsec: int64(m.Atime.Nsec)},
@@ -398,7 +405,7 @@ func inheritedACL(xs []stream.Xattr, remove func(string) error) error {
 // they differ.
 func (t *target) setFdMeta(fd int, m *stream.FileMeta, xs []stream.Xattr, modeSet bool) []error {
 	var errs []error
-	if uid, gid, ok := t.owner(m); ok && !(modeSet && (uid == -1 || uid == t.euid) && (gid == -1 || gid == t.egid)) {
+	if uid, gid, ok := t.owner(m); ok && !(modeSet && t.ownerGiven(m)) {
 		if err := unix.Fchown(fd, uid, gid); err != nil {
 			errs = append(errs, fmt.Errorf("owner %d:%d: %w", uid, gid, err))
 		}

@@ -515,6 +515,19 @@ func (r *run) xfDirUnlock(fd int, d *dirNode) {
 	setDirAttr(d, got, known)
 }
 
+// xfDirDone reports whether xfDirUnlock and xfDir have nothing to do for
+// a directory (not the root): its attributes are known, unlocked, and
+// those of the dump.
+func (r *run) xfDirDone(d *dirNode) bool {
+	if r.xfOff() {
+		return true
+	}
+	if d.meta == nil || !d.xfKnown || d.xf.XFlags&xfLock != 0 {
+		return false
+	}
+	return same(d.xf, merge(d.xf, wantAttr(d.meta), xfAll, true), xfAll, true)
+}
+
 // xfDir sets the attributes of a directory after its other metadata;
 // the root's lock flags wait for xfLockRoot.
 func (r *run) xfDir(fd int, d *dirNode) {
