@@ -136,6 +136,7 @@ type pipe struct {
 	cur    *batch              // being filled by the reader
 	dirs   map[uint64]*dirLoad // directories handed out (reader only)
 	tokens chan struct{}       // pieces in flight
+	taken  chan struct{}       // an applier took a batch from its queue
 	bufs   sync.Pool           // data pieces of large files
 	bbufs  sync.Pool           // batch buffers
 	wg     sync.WaitGroup      // appliers
@@ -149,7 +150,7 @@ func (w *worker) readFiles(ctx context.Context) {
 	r := w.r
 	w.cache = newDirCache(r.t, r.tree.root, r.loc)
 	defer w.cache.close()
-	p := &pipe{tokens: make(chan struct{}, piecesInFlight), dirs: map[uint64]*dirLoad{}}
+	p := &pipe{tokens: make(chan struct{}, piecesInFlight), taken: make(chan struct{}, 1), dirs: map[uint64]*dirLoad{}}
 	p.bufs.New = func() any { b := make([]byte, stream.MaxDataPiece); return &b }
 	for i := range max(2, appliers/len(r.ss.streams)) {
 		a := &applier{q: make(chan *batch, queueBatches), index: i, pipe: p,
@@ -203,6 +204,10 @@ func (a *applier) run() {
 	defer a.w.cache.close()
 	p := a.pipe
 	for b := range a.q {
+		select {
+		case p.taken <- struct{}{}:
+		default:
+		}
 		for _, j := range b.jobs {
 			a.w.file(j, p)
 			a.load.Add(-j.cost)
@@ -326,17 +331,20 @@ func (p *pipe) flush() {
 // that one has a full batch more to do than the least busy one; never to
 // one whose queue is full while another has room.
 func (p *pipe) send(b *batch) {
-	var least, any *applier
-	for _, a := range p.as {
-		if any == nil || a.load.Load() < any.load.Load() {
-			any = a
+	// Only this goroutine sends, so a queue with room takes b at once.
+	// When every queue is full, wait for any applier to take a batch
+	// (waiting on one queue would idle the others).
+	var least *applier
+	for {
+		for _, a := range p.as {
+			if len(a.q) < cap(a.q) && (least == nil || a.load.Load() < least.load.Load()) {
+				least = a
+			}
 		}
-		if len(a.q) < cap(a.q) && (least == nil || a.load.Load() < least.load.Load()) {
-			least = a
+		if least != nil {
+			break
 		}
-	}
-	if least == nil {
-		least = any // every queue is full: wait for the least busy
+		<-p.taken
 	}
 	a := least
 	d := p.dirs[b.dir]
