@@ -61,8 +61,12 @@ const (
 	// per stream): more than CPUs, since they also wait for the
 	// filesystem (its log, dirty page throttling).
 	appliers = 4
-	// queueBatches is how many batches may wait for each applier.
-	queueBatches = 4
+	// queueBatches is how many batches may wait for each applier: deep
+	// enough that a directory of many files stays with one applier
+	// while the reader feeds the others; inlineInFlight bounds the data
+	// of small files they hold.
+	queueBatches   = 16
+	inlineInFlight = 32 << 20
 	// piecesInFlight bounds the data of large files on their way to an
 	// applier (pieces of at most stream.MaxDataPiece bytes).
 	piecesInFlight = 32
@@ -136,7 +140,8 @@ type pipe struct {
 	cur    *batch              // being filled by the reader
 	dirs   map[uint64]*dirLoad // directories handed out (reader only)
 	tokens chan struct{}       // pieces in flight
-	taken  chan struct{}       // an applier took a batch from its queue
+	change chan struct{}       // an applier took a batch or finished one
+	inline atomic.Int64        // bytes of small files handed out and not written
 	bufs   sync.Pool           // data pieces of large files
 	bbufs  sync.Pool           // batch buffers
 	wg     sync.WaitGroup      // appliers
@@ -150,7 +155,7 @@ func (w *worker) readFiles(ctx context.Context) {
 	r := w.r
 	w.cache = newDirCache(r.t, r.tree.root, r.loc)
 	defer w.cache.close()
-	p := &pipe{tokens: make(chan struct{}, piecesInFlight), taken: make(chan struct{}, 1), dirs: map[uint64]*dirLoad{}}
+	p := &pipe{tokens: make(chan struct{}, piecesInFlight), change: make(chan struct{}, 1), dirs: map[uint64]*dirLoad{}}
 	p.bufs.New = func() any { b := make([]byte, stream.MaxDataPiece); return &b }
 	for i := range max(2, appliers/len(r.ss.streams)) {
 		a := &applier{q: make(chan *batch, queueBatches), index: i, pipe: p,
@@ -204,20 +209,27 @@ func (a *applier) run() {
 	defer a.w.cache.close()
 	p := a.pipe
 	for b := range a.q {
-		select {
-		case p.taken <- struct{}{}:
-		default:
-		}
+		p.moved()
 		for _, j := range b.jobs {
 			a.w.file(j, p)
 			a.load.Add(-j.cost)
 			p.inJobs.Done()
 		}
 		b.load.batches.Add(-1)
+		p.inline.Add(-int64(len(b.buf)))
+		p.moved()
 		if b.buf != nil {
 			buf := b.buf[:0]
 			p.bbufs.Put(&buf)
 		}
+	}
+}
+
+// moved tells a waiting reader that an applier took or finished a batch.
+func (p *pipe) moved() {
+	select {
+	case p.change <- struct{}{}:
+	default:
 	}
 }
 
@@ -327,33 +339,46 @@ func (p *pipe) flush() {
 	p.cur = nil
 }
 
-// send hands b to the applier that has its directory in hand, unless
-// that one has a full batch more to do than the least busy one; never to
-// one whose queue is full while another has room.
+// send hands b to an applier: the one that has b's directory in hand
+// while it has room in its queue (two appliers creating files in one
+// directory wait for each other's lock in the kernel, and spin on it);
+// else the least busy one with room, but another for b's directory only
+// when one is idle. Only this goroutine sends, so a queue with room
+// takes b at once; otherwise it waits for an applier to take or finish
+// a batch.
 func (p *pipe) send(b *batch) {
-	// Only this goroutine sends, so a queue with room takes b at once.
-	// When every queue is full, wait for any applier to take a batch
-	// (waiting on one queue would idle the others).
-	var least *applier
-	for {
-		for _, a := range p.as {
-			if len(a.q) < cap(a.q) && (least == nil || a.load.Load() < least.load.Load()) {
-				least = a
-			}
-		}
-		if least != nil {
-			break
-		}
-		<-p.taken
-	}
-	a := least
 	d := p.dirs[b.dir]
 	if d == nil {
 		d = &dirLoad{}
 		p.dirs[b.dir] = d
-	} else if d.batches.Load() > 0 {
-		if own := p.as[d.applier]; len(own.q) < cap(own.q) && own.load.Load() <= least.load.Load()+batchJobs {
+	}
+	var a *applier
+	for a == nil {
+		var least, idle *applier
+		for _, x := range p.as {
+			if len(x.q) == cap(x.q) {
+				continue
+			}
+			if least == nil || x.load.Load() < least.load.Load() {
+				least = x
+			}
+			if x.load.Load() == 0 {
+				idle = x
+			}
+		}
+		switch own := p.as[d.applier]; {
+		case d.batches.Load() == 0:
+			a = least
+		case len(own.q) < cap(own.q):
 			a = own
+		default:
+			a = idle
+		}
+		if a != nil && p.inline.Load()+int64(len(b.buf)) > inlineInFlight && p.inline.Load() > 0 {
+			a = nil // too much small-file data in flight
+		}
+		if a == nil {
+			<-p.change
 		}
 	}
 	var cost int64
@@ -364,6 +389,7 @@ func (p *pipe) send(b *batch) {
 	d.batches.Add(1)
 	b.load = d
 	p.inJobs.Add(len(b.jobs))
+	p.inline.Add(int64(len(b.buf)))
 	a.load.Add(cost)
 	a.q <- b
 }
