@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"xfskit/internal/oracle"
+	"xfskit/internal/restore"
 	"xfskit/internal/treecmp"
 )
 
@@ -280,76 +280,59 @@ func backupWorkflow(t *testing.T, tl tools, img string) {
 		t.Errorf("restore -s links/max: %v", d)
 	}
 
-	// The table of contents lists exactly the tree: as JSON, and one
-	// path per line (names holding a newline aside: they cannot be told
-	// apart in lines).
+	// The table of contents lists exactly the tree: as JSON (names that
+	// are not UTF-8 exactly in path_bytes), and one path per line, escaped
+	// like ls -b (a newline inside a name stays on its line).
 	var toc struct {
 		Entries []struct {
-			Path  string `json:"path"`
-			Type  string `json:"type"`
-			Size  int64  `json:"size"`
-			Nlink uint32 `json:"nlink"`
+			Path      string `json:"path"`
+			PathBytes []byte `json:"path_bytes"`
+			Type      string `json:"type"`
+			Size      int64  `json:"size"`
+			Nlink     uint32 `json:"nlink"`
 		} `json:"entries"`
 	}
 	tl.runJSON(t, &toc, "restore", "-t", "--json", "-f", l0)
-	var listed, lines, tree []string
+	var listed, lines, tree, escaped []string
 	for _, e := range toc.Entries {
 		p := e.Path
+		if e.PathBytes != nil {
+			p = string(e.PathBytes)
+		}
 		if p == "." {
 			continue
+		}
+		if w := before.Lookup(p); w != nil && e.Type == "file" && (w.Size != e.Size || w.Nlink != e.Nlink) {
+			t.Errorf("restore -t --json: %q: size %d, %d links; the kernel shows %d, %d", p, e.Size, e.Nlink, w.Size, w.Nlink)
 		}
 		if e.Type == "dir" {
 			p += "/"
 		}
 		listed = append(listed, p)
-		if w := before.Lookup(e.Path); w != nil && e.Type == "file" && (w.Size != e.Size || w.Nlink != e.Nlink) {
-			t.Errorf("restore -t --json: %s: size %d, %d links; the kernel shows %d, %d", e.Path, e.Size, e.Nlink, w.Size, w.Nlink)
-		}
 	}
 	text, _ = tl.run(t, "restore", "-t", "-f", l0)
-	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
-		lines = append(lines, line)
-	}
+	lines = strings.Split(strings.TrimSuffix(text, "\n"), "\n")
 	for _, e := range before.Entries {
+		p := e.Path
 		switch {
-		case e.Path == ".":
+		case p == ".":
+			continue
 		case e.Type == treecmp.Dir:
-			tree = append(tree, e.Path+"/")
+			tree = append(tree, p+"/")
+			escaped = append(escaped, restore.EscapeName(p)+"/")
 		default:
-			tree = append(tree, e.Path)
+			tree = append(tree, p)
+			escaped = append(escaped, restore.EscapeName(p))
 		}
 	}
-	// JSON strings hold UTF-8: a name that is not comes out mangled
-	// (e2e-findings.md), so compare what JSON can tell apart.
-	var inJSON []string
-	for _, p := range tree {
-		inJSON = append(inJSON, jsonString(p))
+	for _, l := range [][]string{listed, tree, lines, escaped} {
+		sort.Strings(l)
 	}
-	sort.Strings(listed)
-	sort.Strings(tree)
-	sort.Strings(inJSON)
-	if !slices.Equal(listed, inJSON) {
+	if !slices.Equal(listed, tree) {
 		t.Errorf("restore -t --json lists %d paths, the tree has %d; first differences: %v", len(listed), len(tree), firstDiffs(listed, tree, 10))
 	}
-	// Names with a newline show up as pieces (or escaped): every other
-	// path must be listed once, and nothing else.
-	var plain, broken []string
-	for _, p := range tree {
-		if strings.Contains(p, "\n") {
-			broken = append(broken, p)
-		} else {
-			plain = append(plain, p)
-		}
-	}
-	sort.Strings(lines)
-	for _, d := range firstDiffs(lines, plain, 1000) {
-		piece, ok := strings.CutPrefix(d, "only listed: ")
-		if ok && slices.ContainsFunc(broken, func(b string) bool {
-			return strings.Contains(b, strings.Trim(piece, `"`)) || strings.Contains(piece, "\\n")
-		}) {
-			continue
-		}
-		t.Errorf("restore -t: %s", d)
+	if !slices.Equal(lines, escaped) {
+		t.Errorf("restore -t lists %d lines for %d paths; first differences: %v", len(lines), len(escaped), firstDiffs(lines, escaped, 10))
 	}
 
 	// Pruning everything before a future date empties the inventory.
@@ -426,14 +409,6 @@ func kernelChanges(t *testing.T, mnt string) {
 		src.Close()
 		must(dst.Close())
 	}
-}
-
-// jsonString is s after a trip through a JSON string.
-func jsonString(s string) string {
-	b, _ := json.Marshal(s)
-	var out string
-	json.Unmarshal(b, &out)
-	return out
 }
 
 // firstDiffs lists up to n elements in one sorted list but not the other.

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -140,10 +142,38 @@ func TestTOC(t *testing.T) {
 		if m.Type() == stream.TypeDir {
 			p += "/"
 		}
-		want = append(want, strings.Split(p, "\n")...)
+		want = append(want, EscapeName(p))
 	}
 	if strings.Join(sortStrings(lines), "|") != strings.Join(sortStrings(want), "|") {
 		t.Errorf("toc:\n%q\nwant\n%q", lines, want)
+	}
+	// One line per entry, escaped like ls -b.
+	for _, l := range []string{`names/with\nnewline`, `names/\377\376 not utf8`} {
+		if !slices.Contains(lines, l) {
+			t.Errorf("toc lacks the escaped line %q", l)
+		}
+	}
+	var all bytes.Buffer
+	if _, err := Restore(t.Context(), Options{Sources: d.files, TOC: true, TOCOut: &all, JSON: true}); err != nil {
+		t.Fatal(err)
+	}
+	var whole struct {
+		Entries []TOCEntry `json:"entries"`
+	}
+	if err := json.Unmarshal(all.Bytes(), &whole); err != nil {
+		t.Fatal(err)
+	}
+	exact := 0
+	for _, e := range whole.Entries {
+		if e.PathBytes != nil {
+			if _, ok := d.meta[string(e.PathBytes)]; !ok || utf8.Valid(e.PathBytes) {
+				t.Errorf("path_bytes %q is not a dumped non-UTF-8 name", e.PathBytes)
+			}
+			exact++
+		}
+	}
+	if exact != 1 {
+		t.Errorf("%d entries with path_bytes, want 1 (names/\\xff\\xfe not utf8)", exact)
 	}
 	var js bytes.Buffer
 	if _, err := Restore(t.Context(), Options{Sources: d.files, TOC: true, TOCOut: &js, JSON: true, Subtrees: []string{"a"}}); err != nil {

@@ -7,29 +7,36 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"xfskit/internal/stream"
 )
 
 // TOCEntry is one name in a table of contents.
 type TOCEntry struct {
-	Path    string   `json:"path"`
-	Type    string   `json:"type"`
-	Ino     uint64   `json:"ino"`
-	Mode    uint32   `json:"mode"` // permission bits (with setuid/setgid/sticky)
-	UID     uint32   `json:"uid"`
-	GID     uint32   `json:"gid"`
-	Size    int64    `json:"size"`
-	Nlink   uint32   `json:"nlink"`
-	Atime   string   `json:"atime"`
-	Mtime   string   `json:"mtime"`
-	Ctime   string   `json:"ctime"`
-	Target  string   `json:"target,omitempty"`
-	Rdev    uint64   `json:"rdev,omitempty"`
-	Xattrs  []string `json:"xattrs,omitempty"`
-	Session string   `json:"session"`
+	Path string `json:"path"`
+	// PathBytes holds the exact bytes of a Path that is not valid UTF-8
+	// (JSON strings cannot: encoding/json writes U+FFFD for such bytes).
+	PathBytes []byte `json:"path_bytes,omitempty"`
+	Type      string `json:"type"`
+	Ino       uint64 `json:"ino"`
+	Mode      uint32 `json:"mode"` // permission bits (with setuid/setgid/sticky)
+	UID       uint32 `json:"uid"`
+	GID       uint32 `json:"gid"`
+	Size      int64  `json:"size"`
+	Nlink     uint32 `json:"nlink"`
+	Atime     string `json:"atime"`
+	Mtime     string `json:"mtime"`
+	Ctime     string `json:"ctime"`
+	Target    string `json:"target,omitempty"`
+	// TargetBytes: the same for a symlink target.
+	TargetBytes []byte   `json:"target_bytes,omitempty"`
+	Rdev        uint64   `json:"rdev,omitempty"`
+	Xattrs      []string `json:"xattrs,omitempty"`
+	Session     string   `json:"session"`
 }
 
 var typeNames = map[stream.FileType]string{
@@ -48,6 +55,12 @@ func tocEntry(p string, m *stream.FileMeta, xs []stream.Xattr, session string) T
 		Target: m.Symlink, Rdev: m.Rdev, Session: session}
 	if e.Type == "" {
 		e.Type = fmt.Sprintf("mode-%o", m.Mode&stream.ModeTypeMask)
+	}
+	if !utf8.ValidString(e.Path) {
+		e.PathBytes = []byte(e.Path)
+	}
+	if !utf8.ValidString(e.Target) {
+		e.TargetBytes = []byte(e.Target)
 	}
 	for i := range xs {
 		if n, err := xattrName(&xs[i]); err == nil {
@@ -159,10 +172,38 @@ func toc(ctx context.Context, opts Options, sel *selection, sessions []*sessionI
 	}
 	for _, e := range all {
 		if e.Type == "dir" && e.Path != "." {
-			fmt.Fprintf(out, "%s/\n", e.Path)
+			fmt.Fprintf(out, "%s/\n", EscapeName(e.Path))
 		} else if e.Path != "." {
-			fmt.Fprintln(out, e.Path)
+			fmt.Fprintln(out, EscapeName(e.Path))
 		}
 	}
 	return nil
+}
+
+// EscapeName writes a name on one line of text, as ls -b does: a
+// backslash, control bytes (a newline would split the entry in two) and
+// bytes that are not UTF-8 become C escapes (\\, \n, \t, \ooo).
+func EscapeName(p string) string {
+	control := func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }
+	if utf8.ValidString(p) && !strings.ContainsFunc(p, control) {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); {
+		r, n := utf8.DecodeRuneInString(p[i:])
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case control(r) || r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, "\\%03o", p[i])
+		default:
+			b.WriteString(p[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
