@@ -52,10 +52,12 @@ func (w *worker) readDirs() {
 
 // The files of a stream are restored by a pipeline: the stream's goroutine
 // reads and verifies (and inflates) the stream and hands the files out to
-// appliers, which make them. Creating a file locks its directory in the
-// kernel, so the files of one directory go to one applier as long as that
-// keeps the appliers evenly loaded; a directory is shared only when its
-// applier has a backlog and another has not.
+// appliers, which make them, in batches of files of one directory.
+// Creating a file locks its directory in the kernel (other creators there
+// spin, then sleep), so a directory's batches go to the applier that has
+// some of them in hand; another applier takes one only when it is idle
+// and that applier's queue is full. New directories go to the least busy
+// applier, by the work their files make (send).
 const (
 	// appliers per session, shared out among its streams (at least two
 	// per stream): more than CPUs, since they also wait for the
@@ -97,7 +99,7 @@ func jobCost(f *stream.File) int64 {
 type job struct {
 	f      *stream.File
 	fn     *fileNode
-	cost   int64   // work it makes, in costUnits
+	cost   int64   // work it makes (jobCost)
 	inline []piece // small files: data (in the batch's buffer)
 	pieces chan piece
 	ioErr  error // set before pieces is closed: the stream failed
