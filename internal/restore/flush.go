@@ -13,10 +13,9 @@ import (
 // are made and the CPUs idle while the disk catches up. Once a session
 // has written flushEvery bytes of file data, a background goroutine asks
 // the kernel to write back the destination filesystem (syncfs) every
-// flushEvery bytes, and the session ends with one more syncfs, so that its
-// data is on disk when restore returns and the disk worked while it ran.
-// Small restores leave writeback to the kernel (a syncfs has a fixed cost,
-// and flushes whatever else is pending on that filesystem).
+// flushEvery bytes. Every session ends with a syncfs, so that its data is
+// on disk when restore returns (and before a cumulative restore records a
+// level as applied), and on large restores the disk worked while it ran.
 const flushEvery = 128 << 20
 
 // flusher runs the background writeback of a session.
@@ -64,14 +63,11 @@ func (r *run) startWriteBack() {
 	}()
 }
 
-// writeBack waits for the background writeback and, after one was
-// started, writes back what is left; a failure means restored data may not
-// have reached the disk.
+// writeBack waits for the background writeback and writes back what is
+// left; a failure means restored data may not have reached the disk.
 func (r *run) writeBack() {
 	r.flush.wg.Wait()
-	if !r.flush.started.Load() {
-		return
-	}
+	r.hook("syncfs")
 	if err := unix.Syncfs(r.t.root); err != nil {
 		r.problem("", 0, "writing the restored data back to disk (syncfs): %v", err)
 	}

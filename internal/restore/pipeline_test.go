@@ -143,3 +143,29 @@ func TestWideTree(t *testing.T) {
 		})
 	}
 }
+
+// TestSmallRestoreIsDurable: a restore far below the background writeback
+// threshold still ends with one syncfs of the destination, so its data is
+// on disk when it returns.
+func TestSmallRestoreIsDurable(t *testing.T) {
+	oracle.Require(t, oracle.Root)
+	tmp := t.TempDir()
+	src, out := filepath.Join(tmp, "src"), filepath.Join(tmp, "out")
+	os.Mkdir(src, 0o755)
+	os.Mkdir(out, 0o755)
+	fullTree(t, src)
+	d := dumpDir(t, src, out, dumpOpts{streams: 1})
+	var syncs, writebacks atomic.Int32
+	res := runRestore(t, Options{Sources: d.files, Dest: filepath.Join(tmp, "dest"), hook: func(e string) {
+		switch e {
+		case "syncfs":
+			syncs.Add(1)
+		case "writeback":
+			writebacks.Add(1)
+		}
+	}})
+	requireOK(t, res)
+	if syncs.Load() != 1 || writebacks.Load() != 0 {
+		t.Errorf("small restore: %d final syncfs (want 1), %d background writebacks (want 0)", syncs.Load(), writebacks.Load())
+	}
+}
