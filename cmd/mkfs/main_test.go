@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -64,7 +61,7 @@ func TestCommandLine(t *testing.T) {
 	if _, e, code := run(bin, env, "-q", "-d", "size=400m", "-m", "uuid=11111111-2222-3333-4444-555555555555", "-L", "cli", img2); code != 0 {
 		t.Fatalf("mkfs: %s", e)
 	}
-	if hashFile(t, img) != hashFile(t, img2) {
+	if oracle.FileHash(t, img) != oracle.FileHash(t, img2) {
 		t.Error("two runs with the same options, UUID and SOURCE_DATE_EPOCH differ")
 	}
 
@@ -77,27 +74,11 @@ func TestCommandLine(t *testing.T) {
 	// A mounted image is refused even with -f, and left as it is.
 	oracle.Require(t, oracle.Root, oracle.Loop)
 	mnt := oracle.Mount(t, img2, true) // read-only: the kernel writes nothing
-	before := hashFile(t, img2)
+	before := oracle.FileHash(t, img2)
 	if _, e, code := run(bin, nil, "-q", "-f", img2); code != 1 || !strings.Contains(e, "mounted at "+mnt) {
 		t.Errorf("mkfs -f of a mounted image: exit %d, %q", code, e)
 	}
-	if hashFile(t, img2) != before {
+	if oracle.FileHash(t, img2) != before {
 		t.Error("mkfs -f changed a mounted image")
 	}
-}
-
-func hashFile(t *testing.T, p string) [32]byte {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
-	return sum
 }

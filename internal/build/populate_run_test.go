@@ -2,7 +2,6 @@ package build
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -43,20 +42,6 @@ func popRun(t *testing.T, src, img string, set func(o *Options), subopts ...stri
 	return img
 }
 
-func fileHash(t *testing.T, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
-}
-
 // TestMkfsPopulate is the end-to-end proof: a tree with every file type,
 // 255-byte and non-ASCII names, directories of 0 to 50,000 entries,
 // sparse and multi-GiB sparse files, hard links, large and many xattrs
@@ -72,7 +57,7 @@ func TestMkfsPopulate(t *testing.T) {
 	img := popRun(t, src, filepath.Join(dir, "a.img"), nil)
 	t.Logf("mkfs -p took %v", time.Since(start))
 	img2 := popRun(t, src, filepath.Join(dir, "b.img"), nil)
-	if a, b := fileHash(t, img), fileHash(t, img2); a != b {
+	if a, b := oracle.FileHash(t, img), oracle.FileHash(t, img2); a != b {
 		t.Fatalf("two runs made different images (%s, %s)", a, b)
 	}
 	oracle.RequireRepairClean(t, img)

@@ -14,7 +14,6 @@ import (
 
 	"xfskit/internal/oracle"
 	"xfskit/internal/stream"
-	"xfskit/internal/treecmp"
 )
 
 // xfsIOStat returns the fsxattr fields `xfs_io -c stat` prints for path.
@@ -138,7 +137,7 @@ func TestDirtyLog(t *testing.T) {
 	}
 	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
 	oracle.Run(t, "umount", mnt) // mountpoint(1) fails on a shut-down mount: no oracle.Unmount
-	before := fileHash(t, img)
+	before := oracle.FileHash(t, img)
 	dir := t.TempDir()
 	_, err := Dump(t.Context(), Options{Image: img, Dests: []string{filepath.Join(dir, "s")}, Inventory: filepath.Join(dir, "inv.db")})
 	if !errors.Is(err, ErrDirtyLog) || !strings.Contains(err.Error(), "check --replay") {
@@ -151,7 +150,7 @@ func TestDirtyLog(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "inv.db")); err == nil {
 		t.Error("the inventory was touched for a refused image")
 	}
-	if fileHash(t, img) != before {
+	if oracle.FileHash(t, img) != before {
 		t.Error("the image changed")
 	}
 }
@@ -176,18 +175,4 @@ func TestMountedReadWrite(t *testing.T) {
 	if r, err := Dump(t.Context(), o); err != nil || r.Dirs == 0 {
 		t.Fatalf("dump of a read-only mount: %+v %v", r, err)
 	}
-}
-
-func fileHash(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h, err := treecmp.HashReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
 }

@@ -3,9 +3,7 @@ package grow
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,21 +67,6 @@ func agfOf(t testing.TB, img string, agno uint32) *ondisk.AGF {
 		t.Fatal(err)
 	}
 	return agf
-}
-
-func fileHash(t testing.TB, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := f.Stat()
-	return fmt.Sprintf("%x/%d", h.Sum(nil), st.Size())
 }
 
 func writeFile(t testing.TB, path string, n int) {

@@ -17,7 +17,7 @@ import (
 // journal behind.
 func refused(t *testing.T, img string, o Options, want error, words ...string) {
 	t.Helper()
-	before := fileHash(t, img)
+	before := oracle.FileHash(t, img)
 	_, err := Run(img, o)
 	if err == nil || want != nil && !errors.Is(err, want) {
 		t.Fatalf("got %v, want %v", err, want)
@@ -27,7 +27,7 @@ func refused(t *testing.T, img string, o Options, want error, words ...string) {
 			t.Errorf("error %q does not mention %q", err, w)
 		}
 	}
-	if after := fileHash(t, img); after != before {
+	if after := oracle.FileHash(t, img); after != before {
 		t.Errorf("refused run changed the image (%s -> %s)", before, after)
 	}
 	if _, err := os.Stat(img + image.UndoSuffix); !errors.Is(err, os.ErrNotExist) {
@@ -57,24 +57,24 @@ func TestRefusals(t *testing.T) {
 	t.Run("unchanged", func(t *testing.T) {
 		img := filepath.Join(t.TempDir(), "img")
 		copyImage(t, base, img)
-		before := fileHash(t, img)
+		before := oracle.FileHash(t, img)
 		res, err := Run(img, Options{Data: true, IMaxPct: -1})
 		if err != nil || res.Changed || len(res.Notes) == 0 || !strings.Contains(res.Notes[0], "unchanged") {
 			t.Fatalf("%+v, %v", res, err)
 		}
-		if fileHash(t, img) != before {
+		if oracle.FileHash(t, img) != before {
 			t.Fatal("a run with nothing to do changed the image")
 		}
 	})
 	t.Run("dry-run", func(t *testing.T) {
 		img := filepath.Join(t.TempDir(), "img")
 		copyImage(t, base, img)
-		before := fileHash(t, img)
+		before := oracle.FileHash(t, img)
 		res, err := Run(img, Options{Data: true, ExtendTo: 80 << 20, DryRun: true, IMaxPct: 5})
 		if err != nil || !res.Changed || res.NewBlocks != uint64(80<<20)/uint64(bs) || res.NewIMaxPct != 5 {
 			t.Fatalf("%+v, %v", res, err)
 		}
-		if fileHash(t, img) != before {
+		if oracle.FileHash(t, img) != before {
 			t.Fatal("a dry run changed the image")
 		}
 	})

@@ -6,7 +6,9 @@ package oracle
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,4 +218,21 @@ func Field(out, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("field %q not in xfs_db output", name)
+}
+
+// FileHash returns the SHA-256 and the size of the file at path, for tests
+// that check a file was or was not changed.
+func FileHash(t testing.TB, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x/%d", h.Sum(nil), n)
 }

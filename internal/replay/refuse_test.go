@@ -1,10 +1,8 @@
 package replay
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,34 +16,18 @@ import (
 	"xfskit/ondisk"
 )
 
-func fileHash(t *testing.T, p string) [32]byte {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	var s [32]byte
-	copy(s[:], h.Sum(nil))
-	return s
-}
-
 // refused runs a replay that must be refused with want in its message and
 // leave the image exactly as it was, with no journal; the kernel must
 // still recover the image afterwards.
 func refused(t *testing.T, img string, want string, sentinel error) {
 	t.Helper()
-	before := fileHash(t, img)
+	before := oracle.FileHash(t, img)
 	_, err := Run(img)
 	if err == nil || !strings.Contains(err.Error(), want) || (sentinel != nil && !errors.Is(err, sentinel)) {
 		t.Fatalf("replay: %v; want an error saying %q", err, want)
 	}
 	t.Logf("refused: %v", err)
-	if fileHash(t, img) != before {
+	if oracle.FileHash(t, img) != before {
 		t.Fatal("a refused replay changed the image")
 	}
 	if _, err := os.Stat(img + image.UndoSuffix); !errors.Is(err, os.ErrNotExist) {
@@ -105,14 +87,14 @@ func TestRefuseUnfinishedIntents(t *testing.T) {
 		// No syncfs (it would finish the removal): shut down mid-way.
 		oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
 		oracle.Unmount(t, mnt)
-		before := fileHash(t, img)
+		before := oracle.FileHash(t, img)
 		_, err := Run(img)
 		switch {
 		case err == nil:
 			oracle.RequireRepairClean(t, img)
 		case strings.Contains(err.Error(), "unfinished intents"):
 			sawIntents = true
-			if fileHash(t, img) != before {
+			if oracle.FileHash(t, img) != before {
 				t.Fatal("refused replay changed the image")
 			}
 			refused(t, img, "unfinished intents", ErrUnsupported)
@@ -164,14 +146,14 @@ func TestDamagedRecordRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	before := fileHash(t, img)
+	before := oracle.FileHash(t, img)
 	_, err = Run(img)
 	var ce *ondisk.CorruptError
 	if err == nil || !errors.As(err, &ce) || !strings.Contains(err.Error(), "CRC mismatch") || !strings.Contains(err.Error(), fmt.Sprintf("log block %d", st.TailBlock)) {
 		t.Fatalf("replay of a damaged log: %v", err)
 	}
 	t.Logf("refused: %v", err)
-	if fileHash(t, img) != before {
+	if oracle.FileHash(t, img) != before {
 		t.Fatal("a refused replay changed the image")
 	}
 }
