@@ -48,7 +48,9 @@ records). Several -f write several streams concurrently, the files split
 between them by inode ranges of about equal size. --media-size splits each
 stream into media files DEST.000, DEST.001, ...
 
-A dump refuses an image whose log is dirty: mount and unmount it first.
+A dump refuses an image whose log is dirty (replay it first with
+'xfskit-check --replay', or mount and unmount it once) and an image mounted
+read-write.
 
 Inventory: -I lists the recorded sessions; --prune deletes the sessions
 matching the same filters (what xfsinvutil does; e.g. --prune --until

@@ -38,8 +38,8 @@ in TARGET.xfskit-undo first, so a crash leaves the filesystem as it was or
 fully grown (the next xfskit run on TARGET rolls an interrupted grow back,
 also cutting an extended file back). --atomic=no writes in place.
 
-Refused: a mounted filesystem, one with a dirty log (mount and unmount it,
-or xfs_repair -L), damaged superblocks or free space trees, filesystems
+Refused: a mounted filesystem, one with a dirty log (replay it with
+'xfskit-check --replay', or mount and unmount it once), damaged superblocks or free space trees, filesystems
 with an external log or realtime section, and log or realtime changes
 (-l, -L, -r, -R, -e, -i, -x).
 

@@ -21,7 +21,7 @@ import (
 // Refusals, wrapped by the errors Run and Grow return; the front end maps
 // ErrDirtyLog to exit status 2.
 var (
-	ErrDirtyLog    = errors.New("the log is dirty: mount the filesystem to replay it (or xfs_repair -L, losing the log), unmount, and grow again")
+	ErrDirtyLog    = errors.New("the log is dirty: replay it with 'xfskit-check --replay' (or mount and unmount the filesystem once), then grow again")
 	ErrShrink      = errors.New("shrinking is not supported")
 	ErrUnsupported = errors.New("not supported")
 	ErrMounted     = errors.New("the filesystem is mounted: use xfs_growfs on the mount point, or unmount it first")
