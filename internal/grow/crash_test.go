@@ -15,22 +15,7 @@ import (
 // writes both go through plan.
 func faultUndo(t *testing.T, path string, plan *image.FaultPlan) *image.Undo {
 	t.Helper()
-	f, err := image.Open(path, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := image.NewUndo(image.NewFault(f, plan), image.UndoOptions{CreateJournal: func(p string) (image.Device, error) {
-		jf, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, err
-		}
-		jf.Close()
-		d, err := image.Open(p, true)
-		if err != nil {
-			return nil, err
-		}
-		return image.NewFault(d, plan), nil
-	}})
+	u, err := image.OpenFaultyUndo(path, plan)
 	if err != nil {
 		t.Fatal(err)
 	}

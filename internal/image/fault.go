@@ -339,3 +339,25 @@ func (f *Fault) Close() error {
 	f.plan.mu.Unlock()
 	return errors.Join(err, f.dev.Close())
 }
+
+// OpenFaultyUndo opens the image at path under an undo journal whose image
+// and journal writes both go through plan: crash tests of tools that edit
+// images atomically.
+func OpenFaultyUndo(path string, plan *FaultPlan) (*Undo, error) {
+	f, err := Open(path, true)
+	if err != nil {
+		return nil, err
+	}
+	u, err := NewUndo(NewFault(f, plan), UndoOptions{CreateJournal: func(p string) (Device, error) {
+		d, err := createJournalFile(p)
+		if err != nil {
+			return nil, err
+		}
+		return NewFault(d, plan), nil
+	}})
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return u, nil
+}

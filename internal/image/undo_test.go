@@ -106,20 +106,11 @@ func runScript(u *Undo, s *editScript) (int, error) {
 	return len(s.txs), nil
 }
 
-// faultUndo opens path under a fault plan covering image and journal.
+// faultUndo opens path under an undo journal whose image and journal
+// writes both go through plan.
 func faultUndo(t *testing.T, path string, plan *FaultPlan) *Undo {
 	t.Helper()
-	f, err := Open(path, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := NewUndo(NewFault(f, plan), UndoOptions{CreateJournal: func(p string) (Device, error) {
-		d, err := createJournalFile(p)
-		if err != nil {
-			return nil, err
-		}
-		return NewFault(d, plan), nil
-	}})
+	u, err := OpenFaultyUndo(path, plan)
 	if err != nil {
 		t.Fatal(err)
 	}
