@@ -1,7 +1,7 @@
 // Command dump is xfskit's dump (installed as xfskit-dump): it backs up an
 // unmounted XFS image or device into dump streams, with xfsdump's option
 // letters. Exit status: 0 success, 1 error or inodes that could not be
-// dumped, 2 the log is dirty, 3 usage error.
+// dumped, 2 a dirty log that cannot be replayed in memory, 3 usage error.
 package main
 
 import (
@@ -48,9 +48,11 @@ records). Several -f write several streams concurrently, the files split
 between them by inode ranges of about equal size. --media-size splits each
 stream into media files DEST.000, DEST.001, ...
 
-A dump refuses an image whose log is dirty (replay it first with
-'xfskit-check --replay', or mount and unmount it once) and an image mounted
-read-write.
+An image whose log is dirty (not cleanly unmounted) is dumped as the
+kernel's recovery would leave it: the log is replayed in memory and the
+image is never written. Logs that cannot be replayed in memory are refused
+(exit 2: mount and unmount the filesystem once). An image mounted
+read-write is refused.
 
 Inventory: -I lists the recorded sessions; --prune deletes the sessions
 matching the same filters (what xfsinvutil does; e.g. --prune --until
@@ -59,7 +61,7 @@ given, and prints what it deleted (--dry-run: what it would delete). Dump
 streams themselves are not touched.
 
 Exit status: 0 success, 1 error (or some inodes could not be dumped),
-2 dirty log, 3 usage error.`,
+2 dirty log that cannot be replayed in memory, 3 usage error.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if list || prune {
 				return cobra.MaximumNArgs(1)(cmd, args)

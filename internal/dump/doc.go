@@ -1,5 +1,5 @@
 // Package dump is xfskit's dump: it reads an unmounted XFS v5 image or
-// device directly (read-only, refusing a dirty log) and writes dump
+// device directly (read-only; a dirty log is replayed in memory) and writes dump
 // streams (internal/stream) recorded in the inventory.
 //
 // A session makes three passes. The first walks every allocated inode in

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"xfskit/internal/image"
+	"xfskit/internal/replay"
 	"xfskit/internal/stream"
 	"xfskit/internal/xfs"
 	"xfskit/internal/xlog"
@@ -86,18 +88,27 @@ func unmarshalResumeState(b []byte) (resumeState, error) {
 
 // dumper is one run of Dump.
 type dumper struct {
-	opts    Options
-	fs      *xfs.FS
-	db      *inventory.DB
-	session string
-	sel     *selection
-	model   *fsModel
+	opts     Options
+	fs       *xfs.FS
+	db       *inventory.DB
+	replayed *replay.Result // the log was dirty and replayed in memory
+	session  string
+	sel      *selection
+	model    *fsModel
 
 	scanned  scanCounters
 	files    atomic.Int64
 	data     atomic.Int64
 	mu       sync.Mutex
 	problems []string
+}
+
+// noteReplay records an in-memory log replay in res.
+func (d *dumper) noteReplay(res *Result) {
+	if d.replayed != nil {
+		res.LogReplay = d.replayed
+		res.Notes = append(res.Notes, replayNote(d.replayed))
+	}
 }
 
 func (d *dumper) problem(format string, a ...any) {
@@ -147,14 +158,18 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer fs.Close()
 	logState, err := xlog.Find(fs)
 	if err != nil {
+		fs.Close()
 		return nil, fmt.Errorf("%s: reading the log: %w", opts.Image, err)
 	}
+	var replayed *replay.Result
 	if !logState.Clean {
-		return nil, fmt.Errorf("%s: %w (%s): the filesystem was not cleanly unmounted. Replay the log with 'xfskit-check --replay' (or mount and unmount it once), then dump again (dump never writes the image)", opts.Image, ErrDirtyLog, logState)
+		if fs, replayed, err = recoverInMemory(fs, logState); err != nil {
+			return nil, err
+		}
 	}
+	defer fs.Close()
 	dbPath := opts.Inventory
 	if dbPath == "" {
 		dbPath = inventory.DefaultPath()
@@ -164,12 +179,45 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer db.Close()
-	d := &dumper{opts: opts, fs: fs, db: db}
+	d := &dumper{opts: opts, fs: fs, db: db, replayed: replayed}
 	fp := fingerprint(fs, logState)
 	if opts.Resume {
 		return d.resume(ctx, fp)
 	}
 	return d.fresh(ctx, fp)
+}
+
+// recoverInMemory replays a dirty log in memory (dump never writes the
+// image) and returns the filesystem as the kernel's recovery would leave
+// it; fs is closed on error.
+func recoverInMemory(fs *xfs.FS, st *xlog.State) (*xfs.FS, *replay.Result, error) {
+	dev, res, err := replay.InMemory(fs.Dev)
+	if err == nil {
+		var rfs *xfs.FS
+		if rfs, err = xfs.OpenDevice(dev); err == nil {
+			return rfs, res, nil
+		}
+	}
+	fs.Close()
+	return nil, nil, fmt.Errorf("%s: %w (%s): the filesystem was not cleanly unmounted and its log cannot be replayed in memory: %w. "+
+		"Mount and unmount it once (or replay it with 'xfskit-check --replay'), then dump again (dump never writes the image)", fs.Name(), ErrDirtyLog, st, err)
+}
+
+// replayNote tells the user what the in-memory replay did.
+func replayNote(r *replay.Result) string {
+	s := fmt.Sprintf("the log was dirty: %d transactions replayed in memory (the image was not written)", r.Transactions)
+	var left []string
+	left = append(left, r.Unfinished...)
+	if r.UnlinkedInodes > 0 {
+		left = append(left, fmt.Sprintf("%d unlinked lists of inodes deleted while open (nameless, not dumped)", r.UnlinkedInodes))
+	}
+	if r.QuotaSkipped > 0 {
+		left = append(left, fmt.Sprintf("%d quota items", r.QuotaSkipped))
+	}
+	if len(left) > 0 {
+		s += "; left for the kernel's recovery, which changes no file: " + strings.Join(left, ", ")
+	}
+	return s
 }
 
 func openImage(opts Options) (*xfs.FS, error) {
@@ -199,6 +247,7 @@ func (d *dumper) fresh(ctx context.Context, fp string) (*Result, error) {
 	comp, _ := stream.ParseCompression(o.Compression)
 	start := time.Now()
 	res := &Result{FSUUID: fsUUID, Level: o.Level, Subtrees: subtrees, Start: start}
+	d.noteReplay(res)
 	var since *stream.Timestamp
 	if o.Level > 0 {
 		base, err := d.db.BaseFor(fsUUID, o.Level, subtrees)

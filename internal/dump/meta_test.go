@@ -1,7 +1,6 @@
 package dump
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -122,36 +121,6 @@ func TestInodeMetadata(t *testing.T) {
 	}
 	if m := meta("plain"); m.Mtime.Sec != future.Unix() || m.Mtime.Nsec != 123456789 {
 		t.Errorf("plain: mtime %v, want %v", m.Mtime, future)
-	}
-}
-
-// TestDirtyLog: an image whose log needs replay is refused with a clear
-// error, and nothing is recorded or written.
-func TestDirtyLog(t *testing.T) {
-	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools)
-	img := oracle.Mkfs(t, "512m")
-	mnt := oracle.Mount(t, img, false)
-	oracle.MustBeMounted(t, mnt)
-	if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("data"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
-	oracle.Run(t, "umount", mnt) // mountpoint(1) fails on a shut-down mount: no oracle.Unmount
-	before := oracle.FileHash(t, img)
-	dir := t.TempDir()
-	_, err := Dump(t.Context(), Options{Image: img, Dests: []string{filepath.Join(dir, "s")}, Inventory: filepath.Join(dir, "inv.db")})
-	if !errors.Is(err, ErrDirtyLog) || !strings.Contains(err.Error(), "check --replay") {
-		t.Fatalf("dirty log: %v", err)
-	}
-	t.Logf("%v", err)
-	if _, err := os.Stat(filepath.Join(dir, "s")); err == nil {
-		t.Error("a stream was written for a refused image")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "inv.db")); err == nil {
-		t.Error("the inventory was touched for a refused image")
-	}
-	if oracle.FileHash(t, img) != before {
-		t.Error("the image changed")
 	}
 }
 

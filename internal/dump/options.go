@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"xfskit/internal/image"
+	"xfskit/internal/replay"
 	"xfskit/internal/stream"
 )
 
@@ -89,6 +90,9 @@ type Result struct {
 	Streams []StreamResult `json:"streams"`
 	// Notes are remarks for the user (e.g. a level without a base).
 	Notes []string `json:"notes,omitempty"`
+	// LogReplay is set when the image's log was dirty and was replayed in
+	// memory before the dump (the image itself is never written).
+	LogReplay *replay.Result `json:"log_replay,omitempty"`
 	// Problems lists inodes that could not be dumped (corruption) and
 	// directory entries left out because they name free inodes. A dump
 	// with problems is complete but not whole: the command exits non-zero.
@@ -108,8 +112,8 @@ type StreamResult struct {
 
 // Errors callers can test for with errors.Is.
 var (
-	// ErrDirtyLog: the image's log needs replay; dump refuses to read
-	// metadata that the log would change.
+	// ErrDirtyLog: the image's log needs a replay that dump cannot do in
+	// memory (work only the kernel can finish, or a damaged log).
 	ErrDirtyLog = errors.New("the filesystem log is dirty")
 	// ErrInterrupted: the dump was cancelled; the session is recorded as
 	// interrupted and can be resumed with Resume.

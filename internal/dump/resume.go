@@ -92,5 +92,6 @@ func (d *dumper) resume(ctx context.Context, fp string) (*Result, error) {
 	}
 	res := &Result{SessionID: s.ID, FSUUID: fsUUID, Level: first.Level, BaseID: first.BaseID,
 		Subtrees: first.Subtrees, Start: s.Start, Resumed: true}
+	d.noteReplay(res)
 	return d.run(ctx, res, runs)
 }

@@ -5,7 +5,8 @@
 // Everything is written through the image's undo journal, so a crash leaves
 // either the old image or the replayed one. Logs holding work only the
 // kernel's allocator can finish (unfinished intents) or quota updates are
-// refused before anything is written.
+// refused before anything is written. InMemory does the same replay for
+// readers that must not write the image (dump), into a read-only overlay.
 package replay
 
 import (
@@ -49,8 +50,14 @@ type Result struct {
 	Sectors      int    `json:"sectors_written"` // replayed 512-byte sectors (the log rewrite aside)
 	NewHead      string `json:"new_head,omitempty"`
 	// UnlinkedInodes counts AGI unlinked-list heads after replay: inodes
-	// deleted while open, which only the kernel can free (replay refuses).
+	// deleted while open, which only the kernel can free (Replay refuses;
+	// InMemory leaves them: they have no name).
 	UnlinkedInodes int `json:"unlinked_buckets"`
+	// InMemory: replayed by InMemory, nothing written. Unfinished lists
+	// the intents it left undone ("2 EFI"), QuotaSkipped the quota items.
+	InMemory     bool     `json:"in_memory,omitempty"`
+	Unfinished   []string `json:"unfinished_intents,omitempty"`
+	QuotaSkipped int      `json:"quota_items_skipped,omitempty"`
 	// The superblock's lazy counters were recomputed from the AG headers.
 	CountersChanged bool   `json:"counters_changed"`
 	OldICount       uint64 `json:"old_icount"`
@@ -86,12 +93,57 @@ func Run(path string) (*Result, error) {
 // Replay replays the log of the filesystem on dev. Every check runs before
 // the first write; the caller commits or rolls back.
 func Replay(dev image.Device) (*Result, error) {
+	r, err := recoverLog(dev, false)
+	if err != nil || r.res.WasClean {
+		return resultOf(r), err
+	}
+	if err := r.flush(); err != nil {
+		return nil, err
+	}
+	head, err := r.log.Clear(r.st.HeadCycle + 1)
+	if err != nil {
+		return nil, fmt.Errorf("%s: writing a clean log: %w", r.fs.Name(), err)
+	}
+	r.res.NewHead = head.String()
+	return r.res, nil
+}
+
+// InMemory replays the log of the filesystem on dev into memory, for
+// readers that must not write the image (dump): it returns a read-only
+// Device that shows the filesystem as the kernel's recovery would leave
+// it, or dev itself when the log is clean. Work that only the kernel's
+// allocator can finish is left undone, since no file's contents depend on
+// it: unfinished free-space, reverse-mapping and refcount intents, inodes
+// on the AGI unlinked lists (they have no name) and quota updates. Logs
+// whose unfinished work would still change a file (mapping, attribute and
+// exchange intents) are refused with ErrUnsupported.
+func InMemory(dev image.Device) (image.Device, *Result, error) {
+	r, err := recoverLog(dev, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.res.WasClean {
+		return dev, r.res, nil
+	}
+	return newRecovered(dev, r.ov), r.res, nil
+}
+
+func resultOf(r *replayer) *Result {
+	if r == nil {
+		return nil
+	}
+	return r.res
+}
+
+// recoverLog reads the log and replays it into the replayer's overlay;
+// nothing is written. inMemory selects InMemory's rules.
+func recoverLog(dev image.Device, inMemory bool) (*replayer, error) {
 	fs, err := xfs.OpenDevice(dev)
 	if err != nil {
 		return nil, err
 	}
 	name := fs.Name()
-	res := &Result{Image: name}
+	res := &Result{Image: name, InMemory: inMemory}
 	l, err := xlog.Open(fs)
 	if err != nil {
 		return nil, err
@@ -104,9 +156,11 @@ func Replay(dev image.Device) (*Result, error) {
 	if st.Torn != nil {
 		res.Torn = st.Torn.Err.Error()
 	}
+	r := &replayer{fs: fs, sb: fs.SB, res: res, ov: overlay{}, cancel: map[bufKey]int{},
+		logStart: l.Daddr(0), logLen: uint64(l.Blocks()), log: l, st: st, inMemory: inMemory}
 	if st.Clean {
 		res.WasClean = true
-		return res, nil
+		return r, nil
 	}
 	if st.HeadCycle >= 1<<31-1 {
 		// The new log needs a higher cycle; LSN cycles are kept below 2^31.
@@ -117,7 +171,6 @@ func Replay(dev image.Device) (*Result, error) {
 		return nil, fmt.Errorf("%s: reading the log (nothing was written): %w", name, err)
 	}
 	res.Transactions, res.Uncommitted = len(txs), uncommitted
-	r := &replayer{fs: fs, sb: fs.SB, res: res, ov: overlay{}, cancel: map[bufKey]int{}, logStart: l.Daddr(0), logLen: uint64(l.Blocks())}
 	if err := r.pass1(txs); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -132,15 +185,7 @@ func Replay(dev image.Device) (*Result, error) {
 		}
 		return nil, fmt.Errorf("%s: recomputing the superblock counters: %w", name, err)
 	}
-	if err := r.flush(); err != nil {
-		return nil, err
-	}
-	head, err := l.Clear(st.HeadCycle + 1)
-	if err != nil {
-		return nil, fmt.Errorf("%s: writing a clean log: %w", name, err)
-	}
-	res.NewHead = head.String()
-	return res, nil
+	return r, nil
 }
 
 type bufKey struct {
@@ -156,6 +201,9 @@ type replayer struct {
 	cancel   map[bufKey]int // cancel records not yet passed (pass 2)
 	logStart uint64
 	logLen   uint64
+	log      *xlog.Log
+	st       *xlog.State
+	inMemory bool // InMemory: leave the allocator's work undone
 }
 
 // pass1 refuses what cannot be replayed here and counts buffer cancel
@@ -173,6 +221,10 @@ func (r *replayer) pass1(txs []*xlog.Transaction) error {
 					return fmt.Errorf("transaction at LSN %v: %w", tx.LSN, err)
 				}
 				if f.Flags&ondisk.BufLogDquotBufs != 0 {
+					if r.inMemory {
+						r.res.QuotaSkipped++
+						continue
+					}
 					return fmt.Errorf("the log holds quota (dquot) buffer updates, which xfskit does not replay: %w", ErrUnsupported)
 				}
 				if f.Flags&ondisk.BufLogCancel != 0 {
@@ -188,6 +240,10 @@ func (r *replayer) pass1(txs []*xlog.Transaction) error {
 				}
 			case ondisk.LogItemICreate:
 			case ondisk.LogItemDquot, ondisk.LogItemQuotaOff:
+				if r.inMemory {
+					r.res.QuotaSkipped++
+					continue
+				}
 				return fmt.Errorf("the log holds quota (%s) items, which xfskit does not replay: %w", ondisk.LogItemName(it.Type), ErrUnsupported)
 			default:
 				id, err := ondisk.LogItemID(p, bo)
@@ -208,19 +264,36 @@ func (r *replayer) pass1(txs []*xlog.Transaction) error {
 			}
 		}
 	}
-	var left []string
+	var left, allowed []string
 	for t, ids := range pending {
-		if len(ids) > 0 {
-			left = append(left, fmt.Sprintf("%d %s", len(ids), ondisk.LogItemName(t)))
+		if len(ids) == 0 {
+			continue
+		}
+		what := fmt.Sprintf("%d %s", len(ids), ondisk.LogItemName(t))
+		if r.inMemory && allocatorOnly[t] {
+			allowed = append(allowed, what)
+		} else {
+			left = append(left, what)
 		}
 	}
+	sort.Strings(allowed)
+	r.res.Unfinished = allowed
 	if len(left) > 0 {
 		sort.Strings(left)
+		if r.inMemory {
+			return fmt.Errorf("the log holds unfinished intents that would still change files (%s): "+
+				"mount the filesystem once to let the kernel recover it: %w", strings.Join(left, ", "), ErrUnsupported)
+		}
 		return fmt.Errorf("the log holds unfinished intents (%s): finishing them needs the kernel's allocator; "+
 			"mount the filesystem once to let the kernel recover it (nothing was written): %w", strings.Join(left, ", "), ErrUnsupported)
 	}
 	return nil
 }
+
+// allocatorOnly are the intents whose unfinished work changes only
+// free-space, reverse-mapping and reference-count metadata, never what a
+// file holds: InMemory leaves them undone.
+var allocatorOnly = map[uint16]bool{ondisk.LogItemEFI: true, ondisk.LogItemRUI: true, ondisk.LogItemCUI: true}
 
 // replayTx replays one transaction's items in the order recovery uses:
 // buffers and new inode chunks first, then inodes, then inode buffers'
@@ -293,6 +366,9 @@ func (r *replayer) buffer(tx *xlog.Transaction, it *xlog.Item) error {
 	f, err := ondisk.DecodeBufLogFormat(it.Regions[0], tx.Order)
 	if err != nil {
 		return err
+	}
+	if f.Flags&ondisk.BufLogDquotBufs != 0 {
+		return nil // InMemory only (pass1 refuses them otherwise): quota files are nobody's data
 	}
 	key := bufKey{f.Blkno, f.Len}
 	if f.Flags&ondisk.BufLogCancel != 0 {
@@ -627,7 +703,7 @@ func (r *replayer) recount() error {
 			}
 		}
 	}
-	if n := r.res.UnlinkedInodes; n > 0 {
+	if n := r.res.UnlinkedInodes; n > 0 && !r.inMemory {
 		// Files unlinked while still open: the kernel truncates and frees
 		// them after recovery, which needs its allocator.
 		return fmt.Errorf("%d AGI unlinked lists hold inodes that were deleted while still open; freeing them "+

@@ -1,0 +1,134 @@
+package dump
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"xfskit/internal/oracle"
+	"xfskit/internal/treecmp"
+	"xfskit/internal/xfs"
+	"xfskit/internal/xlog"
+	"xfskit/ondisk"
+)
+
+// crashedImage makes a kernel image whose last changes are only in its
+// log: files, directories, xattrs, a rename, removals, and a file deleted
+// while still open (left on an AGI unlinked list).
+func crashedImage(t *testing.T) string {
+	t.Helper()
+	img := oracle.Mkfs(t, "512m", "-m", "rmapbt=1,reflink=1")
+	mnt := oracle.Mount(t, img, false)
+	oracle.MustBeMounted(t, mnt)
+	p := func(s string) string { return filepath.Join(mnt, s) }
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(p("old"), []byte("written back before the crash"), 0o644))
+	oracle.Run(t, "sync", "-f", mnt)
+	for _, d := range []string{"many", "gone"} {
+		must(os.Mkdir(p(d), 0o755))
+		for i := range 1500 {
+			must(os.WriteFile(p(fmt.Sprintf("%s/file-with-a-long-name-%04d", d, i)), []byte(fmt.Sprint(i)), 0o640))
+		}
+	}
+	must(os.RemoveAll(p("gone")))
+	must(os.WriteFile(p("big"), bytes.Repeat([]byte("0123456789abcdef"), 1<<16), 0o600))
+	oracle.Run(t, "setfattr", "-n", "user.note", "-v", "in the log only", p("big"))
+	must(os.Rename(p("old"), p("renamed")))
+	must(os.Symlink("renamed", p("link")))
+	open, err := os.Create(p("open-then-deleted"))
+	must(err)
+	must(os.Remove(open.Name()))
+	oracle.Run(t, "sync", "-f", mnt) // in the log, not yet in place
+	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
+	open.Close() // after the shutdown: the inode stays on its unlinked list
+	oracle.Unmount(t, mnt)
+	return img
+}
+
+// TestDirtyLogReplayedInMemory: an image that was not cleanly unmounted is
+// dumped as the kernel's recovery would leave it (the log replayed in
+// memory), the image is not written, and the result says so.
+func TestDirtyLogReplayedInMemory(t *testing.T) {
+	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools, oracle.Attr)
+	img := crashedImage(t)
+	before := oracle.FileHash(t, img)
+	r := dumpT(t, Options{Image: img, Dests: dests(t, 1), Inventory: filepath.Join(t.TempDir(), "inv.db")})
+	if oracle.FileHash(t, img) != before {
+		t.Fatal("the dump wrote the image")
+	}
+	if r.LogReplay == nil || r.LogReplay.Transactions == 0 || r.LogReplay.UnlinkedInodes == 0 {
+		t.Fatalf("log replay: %+v", r.LogReplay)
+	}
+	if len(r.Notes) == 0 || !strings.Contains(r.Notes[0], "replayed in memory") || !strings.Contains(r.Notes[0], "deleted while open") {
+		t.Errorf("notes: %q", r.Notes)
+	}
+	got := readStreams(t, mediaOf(r)).tree(t)
+	oracle.Unmount(t, oracle.Mount(t, img, false)) // the kernel's own recovery
+	want := kernelTree(t, img)
+	if want.Lookup("many/file-with-a-long-name-1499") == nil || want.Lookup("renamed") == nil || want.Lookup("gone") != nil {
+		t.Fatal("the kernel's recovery does not hold the logged changes")
+	}
+	if diff := treecmp.Diff(want, got, aclOnce); len(diff) > 0 {
+		t.Fatalf("the dump of the crashed image differs from the kernel's recovery:\n%s", strings.Join(diff[:min(len(diff), 40)], "\n"))
+	}
+}
+
+// TestDirtyLogRefused: a log that cannot be replayed in memory (here a
+// damaged record in its middle) is refused with a clear error, and nothing
+// is recorded or written.
+func TestDirtyLogRefused(t *testing.T) {
+	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools, oracle.Attr)
+	img := crashedImage(t)
+	fs, err := xfs.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := xlog.Open(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := l.Find()
+	if err != nil || st.Clean || st.Records < ondisk.LogMaxIclogs+2 {
+		t.Fatalf("need a dirty log of more than %d records: %v %v", ondisk.LogMaxIclogs+1, st, err)
+	}
+	off := int64(l.Daddr(st.TailBlock)+1)*ondisk.BBSize + 100 // a payload byte of the first record
+	fs.Close()
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x5a
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	before := oracle.FileHash(t, img)
+	dir := t.TempDir()
+	_, err = Dump(t.Context(), Options{Image: img, Dests: []string{filepath.Join(dir, "s")}, Inventory: filepath.Join(dir, "inv.db")})
+	if !errors.Is(err, ErrDirtyLog) || !strings.Contains(err.Error(), "CRC mismatch") || !strings.Contains(err.Error(), "Mount and unmount it once") {
+		t.Fatalf("dirty log: %v", err)
+	}
+	t.Logf("%v", err)
+	if _, err := os.Stat(filepath.Join(dir, "s")); err == nil {
+		t.Error("a stream was written for a refused image")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "inv.db")); err == nil {
+		t.Error("the inventory was touched for a refused image")
+	}
+	if oracle.FileHash(t, img) != before {
+		t.Error("the image changed")
+	}
+}

@@ -1,0 +1,147 @@
+package replay
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"xfskit/internal/imagetree"
+	"xfskit/internal/oracle"
+	"xfskit/internal/treecmp"
+	"xfskit/internal/xfs"
+	"xfskit/internal/xlog"
+	"xfskit/ondisk"
+)
+
+// intentTx is a transaction holding intent items of the given types, each
+// with its own id.
+func intentTx(types ...uint16) *xlog.Transaction {
+	tx := &xlog.Transaction{LSN: ondisk.MakeLSN(1, 2), Order: binary.LittleEndian}
+	for i, t := range types {
+		p := make([]byte, 16)
+		binary.LittleEndian.PutUint16(p, t)
+		binary.LittleEndian.PutUint64(p[8:], uint64(100+i))
+		tx.Items = append(tx.Items, &xlog.Item{Type: t, Regions: [][]byte{p}})
+	}
+	return tx
+}
+
+// TestInMemoryIntentPolicy: InMemory leaves unfinished free-space, rmap
+// and refcount intents (and quota items) undone, but refuses intents that
+// would still change a file; Replay refuses them all.
+func TestInMemoryIntentPolicy(t *testing.T) {
+	quota := intentTx()
+	dq := make([]byte, 16)
+	binary.LittleEndian.PutUint16(dq, ondisk.LogItemDquot)
+	quota.Items = append(quota.Items, &xlog.Item{Type: ondisk.LogItemDquot, Regions: [][]byte{dq}})
+	for _, tc := range []struct {
+		name       string
+		tx         *xlog.Transaction
+		inMemory   bool
+		refused    string // "" = accepted
+		unfinished []string
+	}{
+		{"efi-rui-cui in memory", intentTx(ondisk.LogItemEFI, ondisk.LogItemEFI, ondisk.LogItemRUI, ondisk.LogItemCUI), true, "", []string{"1 CUI", "1 RUI", "2 EFI"}},
+		{"efi replayed in place", intentTx(ondisk.LogItemEFI), false, "unfinished intents (1 EFI)", nil},
+		{"bui in memory", intentTx(ondisk.LogItemEFI, ondisk.LogItemBUI), true, "would still change files (1 BUI)", nil},
+		{"attri in memory", intentTx(ondisk.LogItemATTRI), true, "would still change files (1 ATTRI)", nil},
+		{"xmi in memory", intentTx(ondisk.LogItemXMI), true, "would still change files (1 XMI)", nil},
+		{"finished bui", intentTx(ondisk.LogItemBUI, ondisk.LogItemBUD), true, "", nil},
+		{"quota in memory", quota, true, "", nil},
+		{"quota replayed in place", quota, false, "quota", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "finished bui" {
+				// The done item carries its intent's id.
+				binary.LittleEndian.PutUint64(tc.tx.Items[1].Regions[0][8:], 100)
+			}
+			r := &replayer{res: &Result{}, cancel: map[bufKey]int{}, inMemory: tc.inMemory}
+			err := r.pass1([]*xlog.Transaction{tc.tx})
+			if tc.refused == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+			} else if err == nil || !strings.Contains(err.Error(), tc.refused) || !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("got %v, want a refusal saying %q", err, tc.refused)
+			}
+			if err == nil && !slices.Equal(r.res.Unfinished, tc.unfinished) {
+				t.Errorf("unfinished %q, want %q", r.res.Unfinished, tc.unfinished)
+			}
+			if tc.name == "quota in memory" && r.res.QuotaSkipped != 1 {
+				t.Errorf("quota items skipped: %d", r.res.QuotaSkipped)
+			}
+		})
+	}
+}
+
+// TestInMemoryMatchesKernel: the filesystem InMemory shows is the one the
+// kernel's recovery leaves (every file, as a tree), the image is not
+// written, and the recovered device refuses writes. A file deleted while
+// open stays on its unlinked list and is nowhere in the tree.
+func TestInMemoryMatchesKernel(t *testing.T) {
+	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools, oracle.Attr)
+	img := oracle.Mkfs(t, "300m", "-m", "rmapbt=1,reflink=1")
+	mnt := oracle.Mount(t, img, false)
+	workload(t, mnt, "a")
+	oracle.Run(t, "sync", "-f", mnt)
+	workload(t, mnt, "b")
+	oracle.MustBeMounted(t, mnt)
+	open, err := os.Create(filepath.Join(mnt, "open-then-deleted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open.Write([]byte("gone")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(open.Name()); err != nil {
+		t.Fatal(err)
+	}
+	oracle.Run(t, "sync", "-f", mnt)
+	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
+	open.Close() // after the shutdown: the inode stays on its unlinked list
+	oracle.Unmount(t, mnt)
+	if st := dirty(t, img); st.Clean {
+		t.Fatalf("the crash left a clean log: %v", st)
+	}
+	before := oracle.FileHash(t, img)
+
+	base, err := xfs.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, res, err := InMemory(base.Dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", *res)
+	if res.Transactions == 0 || !res.InMemory || res.UnlinkedInodes == 0 {
+		t.Fatalf("want transactions replayed and an unlinked list left: %+v", *res)
+	}
+	if _, err := dev.WriteAt(make([]byte, 512), 0); err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("write to the recovered device: %v", err)
+	}
+	rfs, err := xfs.OpenDevice(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := imagetree.FromFS(rfs, treecmp.Options{})
+	rfs.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if oracle.FileHash(t, img) != before {
+		t.Fatal("InMemory wrote the image")
+	}
+	oracle.Unmount(t, oracle.Mount(t, img, false)) // the kernel's own recovery
+	kernel := snapshot(t, img)
+	if kernel.Lookup("a/big") == nil || kernel.Lookup("b/fragmented") == nil {
+		t.Fatal("the kernel's recovery lost the workload")
+	}
+	if d := treecmp.Diff(ours, kernel, treecmp.DiffOptions{Nlink: true, Sparse: true}); len(d) > 0 {
+		t.Fatalf("the in-memory recovery differs from the kernel's:\n%s", strings.Join(d[:min(len(d), 40)], "\n"))
+	}
+}
