@@ -71,6 +71,12 @@ type populator struct {
 	stats PopulateStats
 	wb    []byte // file data waiting to be written at wbOff
 	wbOff int64
+	blks  [][2]int64 // placeData's block ranges, reused
+
+	// Sizing runs only: the buffer of every new inode chunk, and a
+	// dense file's data range.
+	simChunk []byte
+	simRange [1][2]int64
 }
 
 // Populate copies the tree t into the empty filesystem just written to

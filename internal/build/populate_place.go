@@ -8,9 +8,9 @@ import (
 )
 
 // popFileBlocks turns the byte ranges of a file holding data into the
-// ranges of whole bs-byte blocks they touch (in file order, merged) and
-// their total.
-func popFileBlocks(ranges [][2]int64, bs int64) (blks [][2]int64, total int64) {
+// ranges of whole bs-byte blocks they touch (in file order, merged),
+// appended to blks, and their total.
+func popFileBlocks(blks, ranges [][2]int64, bs int64) (_ [][2]int64, total int64) {
 	for _, r := range ranges {
 		b0, b1 := r[0]/bs, (r[1]+bs-1)/bs
 		if k := len(blks); k > 0 && b0 <= blks[k-1][1] {
@@ -31,7 +31,8 @@ func popFileBlocks(ranges [][2]int64, bs int64) (blks [][2]int64, total int64) {
 // share this so that both place every file the same way.
 func (p *populator) placeData(n *popNode, ranges [][2]int64, copy func(off int64, length int, fsb uint64) error) error {
 	bs := int64(p.sb.BlockSize)
-	blks, total := popFileBlocks(ranges, bs)
+	blks, total := popFileBlocks(p.blks[:0], ranges, bs)
+	p.blks = blks
 	if total == 0 {
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"os"
 	"slices"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -88,7 +89,7 @@ func (p *populator) copyFile(n *popNode) error {
 	if p.o.sim != nil {
 		// A sizing run (estimate): place the data found at scan time,
 		// read nothing (sizing.go).
-		return p.placeData(n, p.o.sim.ranges(n), nil)
+		return p.placeData(n, p.o.sim.ranges(n, &p.simRange), nil)
 	}
 	// Raw descriptors: os.File would register each with the poller.
 	fd, err := unix.Open(n.src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
@@ -209,12 +210,22 @@ func (p *populator) chunkFor(ino uint64) ([]byte, error) {
 			}
 		}
 		isz := int(p.sb.InodeSize)
-		c = &popChunk{agno: agno, start: start, buf: make([]byte, ondisk.InodesPerChunk*isz)}
-		if a.existing[start] || a.written[start] {
+		c = &popChunk{agno: agno, start: start}
+		switch {
+		case p.o.sim != nil && !a.existing[start]:
+			// A sizing run's device drops this chunk's write and nothing
+			// reads the inodes back: one scratch buffer, not initialised.
+			if p.simChunk == nil {
+				p.simChunk = make([]byte, ondisk.InodesPerChunk*isz)
+			}
+			c.buf = p.simChunk
+		case a.existing[start] || a.written[start]:
+			c.buf = make([]byte, ondisk.InodesPerChunk*isz)
 			if err := p.read(c.buf, p.inoOff(agno, start)); err != nil {
 				return nil, err
 			}
-		} else {
+		default:
+			c.buf = make([]byte, ondisk.InodesPerChunk*isz)
 			for i := 0; i < ondisk.InodesPerChunk; i++ {
 				p.pk.FreeInode(c.buf[i*isz:(i+1)*isz], p.sb.AGInoToIno(agno, start+uint32(i)))
 			}
@@ -249,8 +260,8 @@ func (p *populator) flushChunk() error {
 			a.open = nil
 		}
 		for _, r := range a.inodes {
-			if a.existing[r.StartIno] || a.written[r.StartIno] {
-				continue
+			if a.existing[r.StartIno] || a.written[r.StartIno] || p.o.sim != nil {
+				continue // (a sizing run would drop the write)
 			}
 			c := &popChunk{agno: a.agno, start: r.StartIno, buf: make([]byte, ondisk.InodesPerChunk*isz)}
 			for i := 0; i < ondisk.InodesPerChunk; i++ {
@@ -325,6 +336,8 @@ func (p *populator) packTree(root *popNode) error {
 	root.flags, root.flags2 = d.Flags, d.Flags2&(ondisk.Diflag2CowExtSize|ondisk.Diflag2DAX)
 	root.projid, root.extsize, root.cowextsize = d.ProjID(), d.ExtSize, d.CowExtSize
 	uuid := p.sb.MetaUUIDOrUUID()
+	in := &pack.Inode{} // reused: Pack keeps nothing of it
+	var ents []pack.DirEntry
 	return walkPop(root, func(n, parent *popNode) error {
 		if n.inode != nil {
 			return nil
@@ -335,11 +348,11 @@ func (p *populator) packTree(root *popNode) error {
 		uid, gid := p.mapOwner(n.uid, n.gid)
 		// The root keeps generation 0 as mkfs.xfs and the kernel make it:
 		// xfsrestore assumes it and otherwise orphans the whole tree.
-		gen := pack.Generation(uuid, n.ino)
-		if parent == nil {
-			gen = 0
+		var gen uint32
+		if parent != nil && p.o.sim == nil { // (a sizing run keeps no inode)
+			gen = pack.Generation(uuid, n.ino)
 		}
-		in := &pack.Inode{
+		*in = pack.Inode{
 			Ino: n.ino, Mode: uint16(n.mode), UID: uid, GID: gid, NLink: n.nlink,
 			ProjID: n.projid, Flags: n.flags, Flags2: n.flags2, ExtSize: n.extsize, CowExtSize: n.cowextsize,
 			Gen: gen, Atime: p.clamp(n.atime), Mtime: p.clamp(n.mtime), Ctime: p.clamp(n.ctime),
@@ -352,17 +365,20 @@ func (p *populator) packTree(root *popNode) error {
 			if parent != nil {
 				in.Parent = parent.ino
 			}
-			in.Entries = make([]pack.DirEntry, len(n.kids))
-			for i, k := range n.kids {
+			ents = ents[:0]
+			for _, k := range n.kids {
 				o := k.owner()
-				in.Entries[i] = pack.DirEntry{Name: []byte(k.name), Ino: o.ino, FType: ondisk.DirFTypeFromMode(uint16(o.mode))}
+				// The name's bytes, not a copy: Pack only reads them.
+				name := unsafe.Slice(unsafe.StringData(k.name), len(k.name))
+				ents = append(ents, pack.DirEntry{Name: name, Ino: o.ino, FType: ondisk.DirFTypeFromMode(uint16(o.mode))})
 			}
+			in.Entries = ents
 			p.stats.Dirs++
 		case unix.S_IFREG:
 			in.Size, in.Extents = uint64(n.size), n.ext
 			p.stats.Files++
 		case unix.S_IFLNK:
-			in.Target = []byte(n.target)
+			in.Target = unsafe.Slice(unsafe.StringData(n.target), len(n.target))
 		case unix.S_IFCHR, unix.S_IFBLK:
 			in.Rdev = n.rdev
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -31,6 +32,10 @@ type Sizer struct {
 	// trial (populating assigns inode numbers and mappings in the
 	// tree); copies[0] is the scanned tree itself.
 	copies []simCopy
+	// trials holds every run made, by size: a run's outcome depends on
+	// the size alone, and estimate asks again for the size AutoSize
+	// has just tried.
+	trials map[int64]*Trial
 }
 
 type simCopy struct {
@@ -62,14 +67,16 @@ type popSim struct {
 // finds them: a file whose allocated size covers its length is taken as
 // all data (an upper bound if some of it is unwritten preallocation),
 // others were looked up with SEEK_DATA/SEEK_HOLE when scanned.
-func (s *popSim) ranges(n *popNode) [][2]int64 {
+// The whole file's range is returned in one, which the caller owns.
+func (s *popSim) ranges(n *popNode, one *[1][2]int64) [][2]int64 {
 	if r, ok := s.sparse[n]; ok {
 		return r
 	}
 	if n.size <= 0 {
 		return nil
 	}
-	return [][2]int64{{0, n.size}}
+	one[0] = [2]int64{0, n.size}
+	return one[:]
 }
 
 // NewSizer scans o.Proto (a directory or an mkfs.xfs prototype file) for
@@ -260,25 +267,42 @@ func (t *Trial) Used() uint64 { return t.FreeBefore - t.FreeAfter }
 func (s *Sizer) Try(size int64) *Trial { return s.TryAll(size)[0] }
 
 // TryAll runs Try for each size, at the same time on up to as many
-// cores (each on its own copy of the tree).
+// cores (each on its own copy of the tree). A size tried before is not
+// run again: the Trial returned is the same.
 func (s *Sizer) TryAll(sizes ...int64) []*Trial {
-	n := min(len(sizes), max(runtime.GOMAXPROCS(0), 1))
+	if s.trials == nil {
+		s.trials = map[int64]*Trial{}
+	}
+	var todo []int64
+	for _, size := range sizes {
+		if _, ok := s.trials[size]; !ok && !slices.Contains(todo, size) {
+			todo = append(todo, size)
+		}
+	}
+	n := min(len(todo), max(runtime.GOMAXPROCS(0), 1))
 	for len(s.copies) < n {
 		t, sim := s.tree.clone(s.sim)
 		s.copies = append(s.copies, simCopy{t, sim})
 	}
-	out := make([]*Trial, len(sizes))
+	done := make([]*Trial, len(todo))
 	var wg sync.WaitGroup
 	for w := 0; w < n; w++ {
 		wg.Add(1)
 		go func(c simCopy) {
 			defer wg.Done()
-			for i := w; i < len(sizes); i += n {
-				out[i] = s.try(c, sizes[i])
+			for i := w; i < len(todo); i += n {
+				done[i] = s.try(c, todo[i])
 			}
 		}(s.copies[w])
 	}
 	wg.Wait()
+	for i, t := range done {
+		s.trials[todo[i]] = t
+	}
+	out := make([]*Trial, len(sizes))
+	for i, size := range sizes {
+		out[i] = s.trials[size]
+	}
 	return out
 }
 
