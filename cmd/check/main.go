@@ -25,8 +25,11 @@ func main() {
 		Long: `check reads an XFS v5 image or unmounted block device and verifies every
 piece of metadata, the way 'xfs_repair -n' does, without root or a mount.
 
-With --replay, a dirty log is first replayed into the image offline (through
-an undo journal, so a crash leaves the old image or the replayed one), then
+A dirty log (a filesystem that was not cleanly unmounted) is replayed in
+memory, writing nothing, and the filesystem is checked as the replay
+leaves it; the exit status stays 2 unless that finds problems. With
+--replay, a dirty log is first replayed into the image offline (through an
+undo journal, so a crash leaves the old image or the replayed one), then
 the image is checked.
 
 Exit status: 0 clean, 1 corruption found (or a damaged log), 2 the log is
@@ -51,12 +54,23 @@ IMAGE.xfskit-undo: run that command again, which rolls the edit back first).`,
 			if err != nil && !errors.Is(err, check.ErrNotXFS) {
 				return &cli.ExitError{Code: cli.ExitIOError, Err: err}
 			}
+			var why string // the dirty log's replayed state was not checked: why
+			if err == nil && r.DirtyLog && r.Clean() {
+				rr, reason, err := checkRecovered(args[0], opts)
+				if err != nil {
+					return &cli.ExitError{Code: cli.ExitIOError, Err: err}
+				}
+				if rr != nil {
+					r = rr
+				}
+				why = reason
+			}
 			if asJSON {
 				r.WriteJSON(os.Stdout)
 			} else {
 				r.WriteText(os.Stdout)
 				if !quiet {
-					summarize(args[0], r)
+					summarize(args[0], r, why)
 				}
 			}
 			switch {
@@ -75,13 +89,22 @@ IMAGE.xfskit-undo: run that command again, which rolls the edit back first).`,
 	cli.Main(cmd, cli.ExitUsage)
 }
 
-func summarize(img string, r *check.Report) {
+func summarize(img string, r *check.Report, why string) {
 	s := r.Stats
+	const replayHint = "run check --replay to replay it into the image offline (or mount the filesystem once)"
 	switch {
+	case r.DirtyLog && r.Replayed != nil && !r.Clean():
+		fmt.Fprintf(os.Stderr, "%s: the log is dirty (%s); as its replay (done in memory, nothing written) would leave it, the filesystem has %d problem(s)\n", img, r.LogInfo, r.Total())
 	case !r.Clean():
 		fmt.Fprintf(os.Stderr, "%s: %d problem(s) found\n", img, r.Total())
+	case r.DirtyLog && r.Replayed != nil:
+		fmt.Fprintf(os.Stderr, "%s: the log is dirty (%s); as its replay (done in memory, nothing written) would leave it, the filesystem is clean (%d AGs, %d inodes, %d directories, %d files): %s\n",
+			img, r.LogInfo, s.AGs, s.Inodes, s.Directories, s.Files, replayHint)
 	case r.DirtyLog:
-		fmt.Fprintf(os.Stderr, "%s: the log is dirty (%s); run check --replay to replay it offline (or mount the filesystem once), then check again\n", img, r.LogInfo)
+		if why != "" {
+			why = "; " + why
+		}
+		fmt.Fprintf(os.Stderr, "%s: the log is dirty (%s)%s; %s, then check again\n", img, r.LogInfo, why, replayHint)
 	default:
 		fmt.Fprintf(os.Stderr, "%s: clean (%d AGs, %d inodes, %d directories, %d files)\n", img, s.AGs, s.Inodes, s.Directories, s.Files)
 	}

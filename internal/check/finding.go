@@ -46,6 +46,9 @@ type Report struct {
 	DirtyLog bool
 	LogInfo  string
 	Stats    Stats
+	// Replayed, when set, describes the in-memory replay of a dirty log
+	// whose result this report checked (the image itself was not written).
+	Replayed any
 }
 
 // Stats summarise what was checked.
@@ -130,7 +133,8 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		DirtyLog bool      `json:"dirty_log"`
 		Log      string    `json:"log,omitempty"`
 		Stats    Stats     `json:"stats"`
-	}{r.Findings(), r.Total(), r.DirtyLog, r.LogInfo, r.Stats}
+		Replayed any       `json:"replayed_in_memory,omitempty"`
+	}{r.Findings(), r.Total(), r.DirtyLog, r.LogInfo, r.Stats, r.Replayed}
 	if out.Findings == nil {
 		out.Findings = []Finding{}
 	}

@@ -6,24 +6,27 @@ import (
 	"sort"
 
 	"xfskit/internal/image"
+	"xfskit/internal/xlog"
 	"xfskit/ondisk"
 )
 
 // recovered is the read-only Device InMemory returns: the image with the
-// replayed sectors laid over it.
+// replayed sectors laid over it, and its log read as the clean log Replay
+// would write (computed, not held: a log can be gigabytes).
 type recovered struct {
 	image.Device
 	ov   overlay
 	keys []uint64 // the overlay's sectors, ascending
+	log  *xlog.Cleared
 }
 
-func newRecovered(dev image.Device, ov overlay) *recovered {
+func newRecovered(dev image.Device, ov overlay, log *xlog.Cleared) *recovered {
 	keys := make([]uint64, 0, len(ov))
 	for k := range ov {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	return &recovered{Device: dev, ov: ov, keys: keys}
+	return &recovered{Device: dev, ov: ov, keys: keys, log: log}
 }
 
 // ReadAt reads the image and patches in the replayed sectors the range
@@ -41,13 +44,26 @@ func (d *recovered) ReadAt(p []byte, off int64) (int, error) {
 			break
 		}
 		sec := d.ov[d.keys[i]]
-		if start >= uint64(off) {
-			copy(p[start-uint64(off):], sec)
-		} else {
-			copy(p, sec[uint64(off)-start:])
-		}
+		patch(p, off, start, sec)
+	}
+	// The log, as cleared.
+	lstart, lend := d.log.Start, d.log.Start+uint64(d.log.Blocks)
+	var sec [ondisk.BBSize]byte
+	for s := max(first, lstart); s < lend && s<<ondisk.BBShift < end; s++ {
+		d.log.Block(int64(s-lstart), sec[:])
+		patch(p, off, s<<ondisk.BBShift, sec[:])
 	}
 	return n, err
+}
+
+// patch copies sec, the sector at byte offset start, into p where it
+// overlaps p's range at off.
+func patch(p []byte, off int64, start uint64, sec []byte) {
+	if start >= uint64(off) {
+		copy(p[start-uint64(off):], sec)
+	} else {
+		copy(p, sec[uint64(off)-start:])
+	}
 }
 
 // WriteAt refuses: the recovered state exists only in memory.

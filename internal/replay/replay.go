@@ -109,9 +109,9 @@ func Replay(dev image.Device) (*Result, error) {
 }
 
 // InMemory replays the log of the filesystem on dev into memory, for
-// readers that must not write the image (dump): it returns a read-only
-// Device that shows the filesystem as the kernel's recovery would leave
-// it, or dev itself when the log is clean. Work that only the kernel's
+// readers that must not write the image (dump, check): it returns a
+// read-only Device that shows the filesystem as Replay would leave it (a
+// clean log included), or dev itself when the log is clean. Work that only the kernel's
 // allocator can finish is left undone, since no file's contents depend on
 // it: unfinished free-space, reverse-mapping and refcount intents, inodes
 // on the AGI unlinked lists (they have no name) and quota updates. Logs
@@ -125,7 +125,12 @@ func InMemory(dev image.Device) (image.Device, *Result, error) {
 	if r.res.WasClean {
 		return dev, r.res, nil
 	}
-	return newRecovered(dev, r.ov), r.res, nil
+	cl, err := r.log.Cleared(r.st.HeadCycle + 1)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", r.fs.Name(), err)
+	}
+	r.res.NewHead = ondisk.MakeLSN(cl.Cycle, uint32(len(cl.Rec)/ondisk.BBSize)).String()
+	return newRecovered(dev, r.ov, cl), r.res, nil
 }
 
 func resultOf(r *replayer) *Result {

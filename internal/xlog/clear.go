@@ -44,6 +44,39 @@ func UnmountRecord(uuid ondisk.UUID, logsunit, logsectsize int, cycle uint32) []
 	return buf
 }
 
+// Cleared is the log Clear leaves, described without writing it: Rec at
+// log block 0, then blocks of zeros stamped with Cycle-1.
+type Cleared struct {
+	Start  uint64 // daddr of log block 0
+	Blocks int64  // log size in 512-byte blocks
+	Rec    []byte // the unmount record
+	Cycle  uint32
+}
+
+// Cleared returns the log Clear(cycle) would write.
+func (l *Log) Cleared(cycle uint32) (*Cleared, error) {
+	if cycle < 1 || cycle >= 1<<31 {
+		return nil, fmt.Errorf("%s: log cycle %d out of range", l.fs.Name(), cycle)
+	}
+	sb := l.fs.SB
+	rec := UnmountRecord(l.uuid, int(sb.LogSUnit), int(sb.LogSectSize), cycle)
+	if n := int64(len(rec) / ondisk.BBSize); n >= l.blocks {
+		return nil, fmt.Errorf("%s: log of %d blocks too small for a %d-block unmount record", l.fs.Name(), l.blocks, n)
+	}
+	return &Cleared{Start: l.start, Blocks: l.blocks, Rec: rec, Cycle: cycle}, nil
+}
+
+// Block fills dst (512 bytes) with log block blk of the cleared log.
+func (c *Cleared) Block(blk int64, dst []byte) {
+	const bb = ondisk.BBSize
+	if off := blk * bb; off < int64(len(c.Rec)) {
+		copy(dst[:bb], c.Rec[off:])
+		return
+	}
+	clear(dst[:bb])
+	binary.BigEndian.PutUint32(dst, c.Cycle-1)
+}
+
 // Clear leaves the log as xfs_repair -L does after zeroing it: one unmount
 // record at block 0 stamped with cycle, every later block stamped with
 // cycle-1, so the head is right after the record and the tail equals the
@@ -52,23 +85,19 @@ func UnmountRecord(uuid ondisk.UUID, logsunit, logsectsize int, cycle uint32) []
 // returns the new head LSN.
 func (l *Log) Clear(cycle uint32) (ondisk.LSN, error) {
 	const bb = ondisk.BBSize
-	if cycle < 1 || cycle >= 1<<31 {
-		return 0, fmt.Errorf("%s: log cycle %d out of range", l.fs.Name(), cycle)
+	c, err := l.Cleared(cycle)
+	if err != nil {
+		return 0, err
 	}
-	sb := l.fs.SB
-	rec := UnmountRecord(l.uuid, int(sb.LogSUnit), int(sb.LogSectSize), cycle)
-	nblk := int64(len(rec) / bb)
-	if nblk >= l.blocks {
-		return 0, fmt.Errorf("%s: log of %d blocks too small for a %d-block unmount record", l.fs.Name(), l.blocks, nblk)
-	}
-	if _, err := l.fs.Dev.WriteAt(rec, int64(l.start)*bb); err != nil {
+	nblk := int64(len(c.Rec) / bb)
+	if _, err := l.fs.Dev.WriteAt(c.Rec, int64(l.start)*bb); err != nil {
 		return 0, err
 	}
 	// The rest in chunks: zeroed blocks carrying the previous cycle.
 	const chunk = 2048
 	buf := make([]byte, chunk*bb)
-	for i := 0; i < chunk; i++ {
-		binary.BigEndian.PutUint32(buf[i*bb:], cycle-1)
+	for i := int64(0); i < chunk; i++ {
+		c.Block(nblk+i, buf[i*bb:])
 	}
 	for blk := nblk; blk < l.blocks; {
 		n := min(chunk, l.blocks-blk)
