@@ -50,7 +50,8 @@ func popScan(dir string, workers int) (*popTree, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, fmt.Errorf("%s: not a directory", dir)
 	}
-	n, warns, err := popReadEntry(dir, "", &st)
+	n := &popNode{}
+	warns, err := popReadEntry(n, unix.AT_FDCWD, dir, "", &st, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -76,6 +77,7 @@ func popScan(dir string, workers int) (*popTree, error) {
 
 // work reads queued directories until none is left anywhere.
 func (q *popScanQueue) work() {
+	var b popScanBufs
 	for {
 		q.mu.Lock()
 		for len(q.dirs) == 0 && q.pending > 0 {
@@ -89,7 +91,7 @@ func (q *popScanQueue) work() {
 		q.dirs = q.dirs[:len(q.dirs)-1]
 		q.mu.Unlock()
 
-		sub := popReadDirItem(d)
+		sub := popReadDirItem(d, &b)
 
 		q.mu.Lock()
 		q.dirs = append(q.dirs, sub...)
@@ -101,22 +103,33 @@ func (q *popScanQueue) work() {
 	}
 }
 
+// popScanBufs are a worker's buffers, reused for every directory.
+type popScanBufs struct {
+	dirents []byte // getdents
+	xattrs  []byte // attribute names
+}
+
 // popReadDirItem reads directory d's entries and returns its
 // subdirectories. Reading stops at the first entry that fails, as a
 // sequential walk would stop there.
-func popReadDirItem(d *popScanItem) []*popScanItem {
-	names, dir, err := popReadDirNames(d.n.src)
+func popReadDirItem(d *popScanItem, b *popScanBufs) []*popScanItem {
+	names, dirfd, err := popReadDirNames(d.n.src, b)
 	if err != nil {
 		d.listErr = err
 		return nil
 	}
-	defer dir.Close()
-	dirfd := int(dir.Fd())
+	defer unix.Close(dirfd)
+	// filepath.Join(d.n.src, name) for every name, in one concatenation.
+	prefix := filepath.Join(d.n.src, "x")
+	prefix = prefix[:len(prefix)-1]
+	// One allocation per directory, not two per entry.
+	items := make([]popScanItem, len(names))
+	nodes := make([]popNode, len(names))
 	var sub []*popScanItem
 	d.kids = make([]*popScanItem, 0, len(names))
-	for _, name := range names {
-		p := filepath.Join(d.n.src, name)
-		it := &popScanItem{}
+	for i, name := range names {
+		p := prefix + name
+		it := &items[i]
 		d.kids = append(d.kids, it)
 		var st unix.Stat_t
 		// By name in the open directory: no walk of the whole path.
@@ -124,7 +137,8 @@ func popReadDirItem(d *popScanItem) []*popScanItem {
 			it.err = fmt.Errorf("%s: %w", p, err)
 			break
 		}
-		it.n, it.warns, it.err = popReadEntry(p, name, &st)
+		it.n = &nodes[i]
+		it.warns, it.err = popReadEntry(it.n, dirfd, p, name, &st, b)
 		it.readErr = it.err != nil
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
 			it.link = [2]uint64{st.Dev, st.Ino}

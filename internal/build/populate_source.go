@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -80,25 +82,37 @@ func popScanDir(dir string) (*popTree, error) {
 }
 
 // popReadDirNames lists a directory's names sorted bytewise, and
-// returns the directory still open (the caller closes it) so that its
-// entries can be looked up by name alone.
-func popReadDirNames(dir string) ([]string, *os.File, error) {
+// returns the directory still open (the caller closes the descriptor)
+// so that its entries can be looked up by name alone.
+func popReadDirNames(dir string, b *popScanBufs) ([]string, int, error) {
 	// O_NOATIME where permitted: reading the source must not change it.
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.EPERM) {
 		fd, err = unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	}
 	if err != nil {
-		return nil, nil, &os.PathError{Op: "open", Path: dir, Err: err}
+		return nil, -1, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	f := os.NewFile(uintptr(fd), dir)
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("%s: %w", dir, err)
+	if b.dirents == nil {
+		b.dirents = make([]byte, 64<<10) // most directories in one call
 	}
-	sort.Strings(names)
-	return names, f, nil
+	var names []string
+	for {
+		n, err := unix.Getdents(fd, b.dirents)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			unix.Close(fd)
+			return nil, -1, fmt.Errorf("%s: %w", dir, &os.PathError{Op: "readdirent", Path: dir, Err: err})
+		}
+		if n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(b.dirents[:n], -1, names) // without "." and ".."
+	}
+	slices.Sort(names)
+	return names, fd, nil
 }
 
 // popDirBytes estimates a directory's size on disk.
@@ -114,11 +128,12 @@ func popTimestamp(ts unix.Timespec) ondisk.Timestamp {
 	return ondisk.Timestamp{Sec: ts.Sec, Nsec: uint32(ts.Nsec)}
 }
 
-// popReadEntry reads one entry: its stat fields, symlink target, device
-// number and extended attributes, with warnings for attributes XFS
-// cannot hold. Hard links and counts are resolved by the caller.
-func popReadEntry(path, name string, st *unix.Stat_t) (*popNode, []string, error) {
-	n := &popNode{name: name, src: path, mode: st.Mode, uid: st.Uid, gid: st.Gid,
+// popReadEntry reads one entry into n: its stat fields, symlink target,
+// device number and extended attributes, with warnings for attributes
+// XFS cannot hold. Hard links and counts are resolved by the caller.
+// The entry is path, and name in the directory open as dirfd.
+func popReadEntry(n *popNode, dirfd int, path, name string, st *unix.Stat_t, b *popScanBufs) ([]string, error) {
+	*n = popNode{name: name, src: path, mode: st.Mode, uid: st.Uid, gid: st.Gid,
 		atime: popTimestamp(st.Atim), mtime: popTimestamp(st.Mtim), ctime: popTimestamp(st.Ctim),
 		size: st.Size, blocks: st.Blocks * 512, nlink: 1}
 	typ := st.Mode & unix.S_IFMT
@@ -127,38 +142,50 @@ func popReadEntry(path, name string, st *unix.Stat_t) (*popNode, []string, error
 	case unix.S_IFLNK:
 		target, err := os.Readlink(path)
 		if err != nil {
-			return n, nil, err
+			return nil, err
 		}
 		n.target = target
 	case unix.S_IFCHR, unix.S_IFBLK:
 		dev, ok := ondisk.MakeDev(unix.Major(st.Rdev), unix.Minor(st.Rdev))
 		if !ok {
-			return n, nil, fmt.Errorf("%s: device %d:%d cannot be stored by XFS", path, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+			return nil, fmt.Errorf("%s: device %d:%d cannot be stored by XFS", path, unix.Major(st.Rdev), unix.Minor(st.Rdev))
 		}
 		n.rdev = dev
 	default:
-		return n, nil, fmt.Errorf("%s: unsupported file type 0%o", path, typ)
+		return nil, fmt.Errorf("%s: unsupported file type 0%o", path, typ)
 	}
-	xs, warns, err := popReadXattrs(path)
+	if name == "" {
+		dirfd, name = unix.AT_FDCWD, path
+	}
+	xs, warns, err := popReadXattrs(dirfd, name, path, b)
 	if err != nil {
-		return n, nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	n.xattrs = xs
-	return n, warns, nil
+	return warns, nil
 }
 
-// popReadXattrs reads every extended attribute of path without
-// following symlinks, in name order, converted to XFS's form. Attributes
-// XFS cannot hold are reported as warnings and skipped.
-func popReadXattrs(path string) ([]pack.Xattr, []string, error) {
+// popReadXattrs reads every extended attribute of path (name in the
+// directory open as dirfd) without following symlinks, in name order,
+// converted to XFS's form. Attributes XFS cannot hold are reported as
+// warnings and skipped.
+func popReadXattrs(dirfd int, name, path string, b *popScanBufs) ([]pack.Xattr, []string, error) {
 	var names []byte
 	// Asking for the size first costs nothing for the many entries
 	// without attributes (no buffer to allocate and clear).
-	size, err := unix.Llistxattr(path, nil)
+	size, err := popListXattrs(dirfd, name, path, nil)
 	for err == nil && size > 0 {
-		buf := make([]byte, size)
+		var buf []byte
+		if b != nil && size <= 64<<10 {
+			if len(b.xattrs) < size {
+				b.xattrs = make([]byte, max(size, 4096))
+			}
+			buf = b.xattrs[:size]
+		} else {
+			buf = make([]byte, size)
+		}
 		var n int
-		n, err = unix.Llistxattr(path, buf)
+		n, err = popListXattrs(dirfd, name, path, buf)
 		if errors.Is(err, unix.ERANGE) && size < 1<<24 {
 			size, err = size*2, nil // grown meanwhile
 			continue
@@ -171,6 +198,9 @@ func popReadXattrs(path string) ([]pack.Xattr, []string, error) {
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing xattrs: %w", err)
+	}
+	if len(names) == 0 {
+		return nil, nil, nil
 	}
 	var list []string
 	for _, s := range bytes.Split(names, []byte{0}) {
@@ -206,6 +236,37 @@ func popReadXattrs(path string) ([]pack.Xattr, []string, error) {
 		out = append(out, x)
 	}
 	return out, warns, nil
+}
+
+// popListXattrs is llistxattr(path), asked by name in the open
+// directory where the kernel can (listxattrat, Linux 6.13): the path is
+// then not walked again for every entry.
+func popListXattrs(dirfd int, name, path string, buf []byte) (int, error) {
+	n, err := popListxattrat(dirfd, name, buf)
+	if err == nil || errors.Is(err, unix.ERANGE) || errors.Is(err, unix.ENOTSUP) {
+		return n, err
+	}
+	// Older kernels (ENOSYS), seccomp filters, or a real error, which
+	// llistxattr reports again.
+	return unix.Llistxattr(path, buf)
+}
+
+// popListxattrat calls listxattrat(2) without following a final symlink.
+func popListxattrat(dirfd int, name string, buf []byte) (int, error) {
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return 0, err
+	}
+	var bp unsafe.Pointer
+	if len(buf) > 0 {
+		bp = unsafe.Pointer(&buf[0])
+	}
+	r, _, e := unix.Syscall6(unix.SYS_LISTXATTRAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)),
+		unix.AT_SYMLINK_NOFOLLOW, uintptr(bp), uintptr(len(buf)), 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }
 
 func popGetXattr(path, name string) ([]byte, error) {
