@@ -109,6 +109,9 @@ type chunk struct {
 	data    []byte // valid until the next call to next
 	media   string
 	phys    int64
+	// verified: stored uncompressed and its CRC checked, so the CRC
+	// covered exactly these bytes and records inside need no second hash.
+	verified bool
 }
 
 // note is a physical-level problem: junk, a damaged chunk, a missing media file.
@@ -285,7 +288,8 @@ func (cs *chunkSource) nextIn(m *mediaIn) (chunk, bool, error) {
 			cs.tag, cs.tagKnown = h.tag, true
 		}
 		cs.anyGood = true
-		ch := chunk{seq: h.seq, logical: h.logical, data: data, media: m.name, phys: br.pos}
+		ch := chunk{seq: h.seq, logical: h.logical, data: data, media: m.name, phys: br.pos,
+			verified: !cs.skipCRC && h.compression == CompressNone}
 		br.discard(total)
 		cs.expSeq = h.seq + 1
 		cs.expOff = h.logical + int64(h.rawLen)
