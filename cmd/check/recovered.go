@@ -26,15 +26,7 @@ func checkRecovered(img string, opts check.Options) (*check.Report, string, erro
 	// Inodes left on unlinked lists, unfinished intents and skipped quota
 	// updates are what the kernel finishes after recovery: until then the
 	// metadata is legitimately inconsistent.
-	var left []string
-	left = append(left, res.Unfinished...)
-	if res.UnlinkedInodes > 0 {
-		left = append(left, fmt.Sprintf("%d unlinked lists of inodes deleted while open", res.UnlinkedInodes))
-	}
-	if res.QuotaSkipped > 0 {
-		left = append(left, fmt.Sprintf("%d quota items", res.QuotaSkipped))
-	}
-	if len(left) > 0 {
+	if left := res.LeftToKernel(); len(left) > 0 {
 		return nil, "the log leaves work only the kernel finishes (" + strings.Join(left, ", ") + "), so the replayed state was not checked", nil
 	}
 	rfs, err := xfs.OpenDevice(dev)

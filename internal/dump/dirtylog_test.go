@@ -9,11 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"xfskit/internal/logtest"
 	"xfskit/internal/oracle"
 	"xfskit/internal/treecmp"
-	"xfskit/internal/xfs"
-	"xfskit/internal/xlog"
-	"xfskit/ondisk"
 )
 
 // crashedImage makes a kernel image whose last changes are only in its
@@ -88,36 +86,10 @@ func TestDirtyLogReplayedInMemory(t *testing.T) {
 func TestDirtyLogRefused(t *testing.T) {
 	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools, oracle.Attr)
 	img := crashedImage(t)
-	fs, err := xfs.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := xlog.Open(fs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := l.Find()
-	if err != nil || st.Clean || st.Records < ondisk.LogMaxIclogs+2 {
-		t.Fatalf("need a dirty log of more than %d records: %v %v", ondisk.LogMaxIclogs+1, st, err)
-	}
-	off := int64(l.Daddr(st.TailBlock)+1)*ondisk.BBSize + 100 // a payload byte of the first record
-	fs.Close()
-	f, err := os.OpenFile(img, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x5a
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	logtest.DamageFirstRecord(t, img)
 	before := oracle.FileHash(t, img)
 	dir := t.TempDir()
-	_, err = Dump(t.Context(), Options{Image: img, Dests: []string{filepath.Join(dir, "s")}, Inventory: filepath.Join(dir, "inv.db")})
+	_, err := Dump(t.Context(), Options{Image: img, Dests: []string{filepath.Join(dir, "s")}, Inventory: filepath.Join(dir, "inv.db")})
 	if !errors.Is(err, ErrDirtyLog) || !strings.Contains(err.Error(), "CRC mismatch") || !strings.Contains(err.Error(), "Mount and unmount it once") {
 		t.Fatalf("dirty log: %v", err)
 	}

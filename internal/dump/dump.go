@@ -206,16 +206,8 @@ func recoverInMemory(fs *xfs.FS, st *xlog.State) (*xfs.FS, *replay.Result, error
 // replayNote tells the user what the in-memory replay did.
 func replayNote(r *replay.Result) string {
 	s := fmt.Sprintf("the log was dirty: %d transactions replayed in memory (the image was not written)", r.Transactions)
-	var left []string
-	left = append(left, r.Unfinished...)
-	if r.UnlinkedInodes > 0 {
-		left = append(left, fmt.Sprintf("%d unlinked lists of inodes deleted while open (nameless, not dumped)", r.UnlinkedInodes))
-	}
-	if r.QuotaSkipped > 0 {
-		left = append(left, fmt.Sprintf("%d quota items", r.QuotaSkipped))
-	}
-	if len(left) > 0 {
-		s += "; left for the kernel's recovery, which changes no file: " + strings.Join(left, ", ")
+	if left := r.LeftToKernel(); len(left) > 0 {
+		s += "; left for the kernel's recovery, which changes no file (files deleted while open are nameless and not dumped): " + strings.Join(left, ", ")
 	}
 	return s
 }

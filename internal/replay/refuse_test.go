@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"xfskit/internal/image"
+	"xfskit/internal/logtest"
 	"xfskit/internal/oracle"
 	"xfskit/internal/xfs"
 	"xfskit/internal/xlog"
@@ -118,36 +119,9 @@ func TestDamagedRecordRefused(t *testing.T) {
 	mnt := oracle.Mount(t, img, false)
 	workload(t, mnt, "a")
 	crash(t, mnt)
-	fs, err := xfs.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := xlog.Open(fs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := l.Find()
-	if err != nil || st.Clean || st.Records < ondisk.LogMaxIclogs+2 {
-		t.Fatalf("need a dirty log of more than %d records: %v %v", ondisk.LogMaxIclogs+1, st, err)
-	}
-	// Flip a payload byte of the first record after the tail.
-	off := int64(l.Daddr(st.TailBlock)+1)*ondisk.BBSize + 100
-	fs.Close()
-	f, err := os.OpenFile(img, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x5a
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	st := logtest.DamageFirstRecord(t, img)
 	before := oracle.FileHash(t, img)
-	_, err = Run(img)
+	_, err := Run(img)
 	var ce *ondisk.CorruptError
 	if err == nil || !errors.As(err, &ce) || !strings.Contains(err.Error(), "CRC mismatch") || !strings.Contains(err.Error(), fmt.Sprintf("log block %d", st.TailBlock)) {
 		t.Fatalf("replay of a damaged log: %v", err)

@@ -65,6 +65,19 @@ type Result struct {
 	OldFDBlocks     uint64 `json:"old_fdblocks"`
 }
 
+// LeftToKernel lists what InMemory left for the kernel's recovery to
+// finish ("2 EFI", "1 unlinked list of inodes deleted while open", ...).
+func (r *Result) LeftToKernel() []string {
+	left := slices.Clone(r.Unfinished)
+	if r.UnlinkedInodes > 0 {
+		left = append(left, fmt.Sprintf("%d unlinked lists of inodes deleted while open", r.UnlinkedInodes))
+	}
+	if r.QuotaSkipped > 0 {
+		left = append(left, fmt.Sprintf("%d quota items", r.QuotaSkipped))
+	}
+	return left
+}
+
 // Run replays the log of the image at path in place, atomically.
 func Run(path string) (*Result, error) {
 	if m, err := image.MountedAt(path); err != nil {
