@@ -15,6 +15,18 @@ import (
 // torn write at its head. It returns the log's state before the damage.
 func DamageFirstRecord(t testing.TB, img string) *xlog.State {
 	t.Helper()
+	st := Flip(t, img, func(st *xlog.State) (uint32, int64) { return st.TailBlock, 100 }, 0x5a)
+	if st.Records < ondisk.LogMaxIclogs+2 {
+		t.Fatalf("need a dirty log of more than %d records: %v", ondisk.LogMaxIclogs+1, st)
+	}
+	return st
+}
+
+// Flip XORs one byte of img's dirty log with mask: the byte at offset off
+// of the block after log block blk, both chosen by where from the log's
+// state (which Flip returns, as it was before).
+func Flip(t testing.TB, img string, where func(*xlog.State) (blk uint32, off int64), mask byte) *xlog.State {
+	t.Helper()
 	fs, err := xfs.Open(img)
 	if err != nil {
 		t.Fatal(err)
@@ -24,10 +36,11 @@ func DamageFirstRecord(t testing.TB, img string) *xlog.State {
 		t.Fatal(err)
 	}
 	st, err := l.Find()
-	if err != nil || st.Clean || st.Records < ondisk.LogMaxIclogs+2 {
-		t.Fatalf("need a dirty log of more than %d records: %v %v", ondisk.LogMaxIclogs+1, st, err)
+	if err != nil || st.Clean {
+		t.Fatalf("dirty log expected: %v %v", st, err)
 	}
-	off := int64(l.Daddr(st.TailBlock)+1)*ondisk.BBSize + 100
+	blk, at := where(st)
+	off := int64(l.Daddr(blk)+1)*ondisk.BBSize + at
 	fs.Close()
 	f, err := os.OpenFile(img, os.O_RDWR, 0)
 	if err != nil {
@@ -38,7 +51,7 @@ func DamageFirstRecord(t testing.TB, img string) *xlog.State {
 	if _, err := f.ReadAt(b, off); err != nil {
 		t.Fatal(err)
 	}
-	b[0] ^= 0x5a
+	b[0] ^= mask
 	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
 	}
