@@ -352,30 +352,45 @@ func resetTree(t *popTree) {
 }
 
 // clone copies the tree's nodes (sharing names, attributes and other
-// read-only contents) and the sizing data keyed by them.
+// read-only contents) and the sizing data keyed by them. The copies are
+// allocated together: one node, one map entry each took as long as a
+// sizing run.
 func (t *popTree) clone(sim *popSim) (*popTree, *popSim) {
 	c := *t
-	copies := map[*popNode]*popNode{}
+	count, kidCount := 0, 0
+	walkPop(t.root, func(n, parent *popNode) error {
+		count++
+		kidCount += len(n.kids)
+		return nil
+	})
+	nodes := make([]popNode, count)
+	kids := make([]*popNode, kidCount)
+	cs := &popSim{sparse: make(map[*popNode][][2]int64, len(sim.sparse))}
+	owners := map[*popNode]*popNode{} // inodes with more than one link
+	var links []*popNode
 	var dup func(n *popNode) *popNode
 	dup = func(n *popNode) *popNode {
-		d := *n
+		d := &nodes[0]
+		nodes = nodes[1:]
+		*d = *n
 		d.ext = nil
-		d.kids = make([]*popNode, len(n.kids))
+		d.kids, kids = kids[:len(n.kids):len(n.kids)], kids[len(n.kids):]
 		for i, k := range n.kids {
 			d.kids[i] = dup(k)
 		}
-		copies[n] = &d
-		return &d
+		if n.inode != nil {
+			links = append(links, d)
+		} else if n.nlink > 1 {
+			owners[n] = d
+		}
+		if r, ok := sim.sparse[n]; ok {
+			cs.sparse[d] = r
+		}
+		return d
 	}
 	c.root = dup(t.root)
-	for _, d := range copies {
-		if d.inode != nil {
-			d.inode = copies[d.inode]
-		}
-	}
-	cs := &popSim{sparse: make(map[*popNode][][2]int64, len(sim.sparse))}
-	for n, r := range sim.sparse {
-		cs.sparse[copies[n]] = r
+	for _, d := range links {
+		d.inode = owners[d.inode]
 	}
 	return &c, cs
 }
