@@ -2,12 +2,14 @@ package dump
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"xfskit/internal/logtest"
 	"xfskit/internal/oracle"
@@ -102,5 +104,38 @@ func TestDirtyLogRefused(t *testing.T) {
 	}
 	if oracle.FileHash(t, img) != before {
 		t.Error("the image changed")
+	}
+}
+
+// TestDirtyLogResume: a dump of a crashed image killed mid-way resumes
+// (the log is replayed in memory again, to the same state) and its streams
+// equal an uninterrupted dump's.
+func TestDirtyLogResume(t *testing.T) {
+	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools, oracle.Attr)
+	img := crashedImage(t)
+	before := oracle.FileHash(t, img)
+	ref := dumpT(t, Options{Image: img, Dests: dests(t, 1), Inventory: filepath.Join(t.TempDir(), "inv.db"), ChunkSize: 64 << 10})
+	want := readStreams(t, mediaOf(ref)).signature()
+	dir := t.TempDir()
+	spec := childSpec{Image: img, Dests: []string{filepath.Join(dir, "s0")}, Inventory: filepath.Join(dir, "inv.db"),
+		ChunkSize: 64 << 10, Delay: time.Millisecond}
+	cmd, done := startChild(t, spec)
+	waitForData(t, spec.Dests[0])
+	cmd.Process.Kill()
+	if err := <-done; err == nil {
+		t.Fatal("the dump finished before it was killed")
+	}
+	r, err := Dump(context.Background(), Options{Image: img, Resume: true, Inventory: spec.Inventory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Resumed || r.LogReplay == nil {
+		t.Fatalf("resumed %v, log replay %+v", r.Resumed, r.LogReplay)
+	}
+	if got := readStreams(t, mediaOf(r)).signature(); got != want {
+		t.Fatal("the resumed dump of the crashed image differs from an uninterrupted one")
+	}
+	if oracle.FileHash(t, img) != before {
+		t.Fatal("a dump wrote the crashed image")
 	}
 }
