@@ -54,23 +54,22 @@ IMAGE.xfskit-undo: run that command again, which rolls the edit back first).`,
 			if err != nil && !errors.Is(err, check.ErrNotXFS) {
 				return &cli.ExitError{Code: cli.ExitIOError, Err: err}
 			}
-			var why string // the dirty log's replayed state was not checked: why
 			if err == nil && r.DirtyLog && r.Clean() {
-				rr, reason, err := checkRecovered(args[0], opts)
+				rr, why, err := checkRecovered(args[0], opts)
 				if err != nil {
 					return &cli.ExitError{Code: cli.ExitIOError, Err: err}
 				}
 				if rr != nil {
 					r = rr
 				}
-				why = reason
+				r.NotReplayed = why
 			}
 			if asJSON {
 				r.WriteJSON(os.Stdout)
 			} else {
 				r.WriteText(os.Stdout)
 				if !quiet {
-					summarize(args[0], r, why)
+					summarize(args[0], r)
 				}
 			}
 			switch {
@@ -89,7 +88,7 @@ IMAGE.xfskit-undo: run that command again, which rolls the edit back first).`,
 	cli.Main(cmd, cli.ExitUsage)
 }
 
-func summarize(img string, r *check.Report, why string) {
+func summarize(img string, r *check.Report) {
 	s := r.Stats
 	const replayHint = "run check --replay to replay it into the image offline (or mount the filesystem once)"
 	switch {
@@ -101,6 +100,7 @@ func summarize(img string, r *check.Report, why string) {
 		fmt.Fprintf(os.Stderr, "%s: the log is dirty (%s); as its replay (done in memory, nothing written) would leave it, the filesystem is clean (%d AGs, %d inodes, %d directories, %d files): %s\n",
 			img, r.LogInfo, s.AGs, s.Inodes, s.Directories, s.Files, replayHint)
 	case r.DirtyLog:
+		why := r.NotReplayed
 		if why != "" {
 			why = "; " + why
 		}

@@ -189,4 +189,11 @@ func TestDirtyLogCheckedInMemory(t *testing.T) {
 	if _, e, code := clitest.Run(bin, img); code != 2 || !strings.Contains(e, "deleted while open") || !strings.Contains(e, "not checked") {
 		t.Fatalf("crashed image with an open-unlinked file: exit %d (want 2), stderr %q", code, e)
 	}
+	var why struct {
+		NotChecked string `json:"replayed_state_not_checked"`
+	}
+	out, _, code = clitest.Run(bin, "--json", img)
+	if err := json.Unmarshal([]byte(out), &why); err != nil || code != 2 || !strings.Contains(why.NotChecked, "deleted while open") {
+		t.Fatalf("crashed image with an open-unlinked file, --json: exit %d, %v: %s", code, err, out)
+	}
 }

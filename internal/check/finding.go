@@ -47,8 +47,10 @@ type Report struct {
 	LogInfo  string
 	Stats    Stats
 	// Replayed, when set, describes the in-memory replay of a dirty log
-	// whose result this report checked (the image itself was not written).
-	Replayed any
+	// whose result this report checked (the image itself was not written);
+	// NotReplayed says why a dirty log's replayed state was not checked.
+	Replayed    any
+	NotReplayed string
 }
 
 // Stats summarise what was checked.
@@ -128,13 +130,14 @@ func (r *Report) WriteText(w io.Writer) {
 // WriteJSON prints {"findings": [...], "total": n, "dirty_log": b, "stats": {...}}.
 func (r *Report) WriteJSON(w io.Writer) error {
 	out := struct {
-		Findings []Finding `json:"findings"`
-		Total    int       `json:"total"`
-		DirtyLog bool      `json:"dirty_log"`
-		Log      string    `json:"log,omitempty"`
-		Stats    Stats     `json:"stats"`
-		Replayed any       `json:"replayed_in_memory,omitempty"`
-	}{r.Findings(), r.Total(), r.DirtyLog, r.LogInfo, r.Stats, r.Replayed}
+		Findings    []Finding `json:"findings"`
+		Total       int       `json:"total"`
+		DirtyLog    bool      `json:"dirty_log"`
+		Log         string    `json:"log,omitempty"`
+		Stats       Stats     `json:"stats"`
+		Replayed    any       `json:"replayed_in_memory,omitempty"`
+		NotReplayed string    `json:"replayed_state_not_checked,omitempty"`
+	}{r.Findings(), r.Total(), r.DirtyLog, r.LogInfo, r.Stats, r.Replayed, r.NotReplayed}
 	if out.Findings == nil {
 		out.Findings = []Finding{}
 	}
