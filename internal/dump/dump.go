@@ -22,6 +22,7 @@ import (
 	"xfskit/internal/xfs"
 	"xfskit/internal/xlog"
 	"xfskit/inventory"
+	"xfskit/ondisk"
 )
 
 // resumeState is what a stream needs to be continued by another process:
@@ -199,6 +200,10 @@ func recoverInMemory(fs *xfs.FS, st *xlog.State) (*xfs.FS, *replay.Result, error
 		}
 	}
 	fs.Close()
+	var ce *ondisk.CorruptError
+	if !errors.Is(err, replay.ErrUnsupported) && !errors.As(err, &ce) {
+		return nil, nil, fmt.Errorf("%s: replaying its dirty log in memory: %w", fs.Name(), err) // I/O
+	}
 	return nil, nil, fmt.Errorf("%s: %w (%s): the filesystem was not cleanly unmounted and its log cannot be replayed in memory: %w. "+
 		"Mount and unmount it once (or replay it with 'xfskit-check --replay'), then dump again (dump never writes the image)", fs.Name(), ErrDirtyLog, st, err)
 }
