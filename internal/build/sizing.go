@@ -36,6 +36,13 @@ type Sizer struct {
 	// the size alone, and estimate asks again for the size AutoSize
 	// has just tried.
 	trials map[int64]*Trial
+	// spare, when set, delivers the next copy of the tree, made on an
+	// idle core while a lone run goes on. Only for a Sizer that owns its
+	// tree (mkfs -p populates the tree it sized), and not when runs on
+	// it write what copying reads (a prototype file's sizes).
+	spare     chan simCopy
+	ownTree   bool
+	runsWrite bool
 }
 
 type simCopy struct {
@@ -91,6 +98,7 @@ func NewSizer(o *Options) (*Sizer, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.ownTree = true
 	return s.scanned(t)
 }
 
@@ -122,6 +130,9 @@ func (s *Sizer) scanned(t *popTree) (*Sizer, error) {
 			return nil
 		}
 		s.count(n)
+		if n.isReg() && (n.src == "" || n.resSpec != "" || n.reserve > 0) {
+			s.runsWrite = true // copyFile sets size and reserve
+		}
 		if !n.isReg() || n.src == "" || n.reserve > 0 || n.resSpec != "" {
 			return nil
 		}
@@ -279,10 +290,26 @@ func (s *Sizer) TryAll(sizes ...int64) []*Trial {
 			todo = append(todo, size)
 		}
 	}
-	n := min(len(todo), max(runtime.GOMAXPROCS(0), 1))
+	cores := max(runtime.GOMAXPROCS(0), 1)
+	n := min(len(todo), cores)
 	for len(s.copies) < n {
-		t, sim := s.tree.clone(s.sim)
-		s.copies = append(s.copies, simCopy{t, sim})
+		var c simCopy
+		if s.spare != nil {
+			c = <-s.spare
+			s.spare = nil
+		} else {
+			c.tree, c.sim = s.tree.clone(s.sim)
+		}
+		s.copies = append(s.copies, c)
+	}
+	if n < cores && len(s.copies) < cores && s.spare == nil && s.ownTree && !s.runsWrite {
+		// A core is idle: copy the tree there for a later pair of runs.
+		// (Runs do not write what copying reads.)
+		s.spare = make(chan simCopy, 1)
+		go func(spare chan<- simCopy) {
+			t, sim := s.tree.clone(s.sim)
+			spare <- simCopy{t, sim}
+		}(s.spare)
 	}
 	done := make([]*Trial, len(todo))
 	var wg sync.WaitGroup
@@ -372,8 +399,13 @@ func (t *popTree) clone(sim *popSim) (*popTree, *popSim) {
 	dup = func(n *popNode) *popNode {
 		d := &nodes[0]
 		nodes = nodes[1:]
-		*d = *n
-		d.ext = nil
+		// What the scan found, field by field: a run on the tree may be
+		// writing the rest meanwhile, which resetTree clears anyway.
+		d.name, d.src, d.mode, d.uid, d.gid = n.name, n.src, n.mode, n.uid, n.gid
+		d.atime, d.mtime, d.ctime = n.atime, n.mtime, n.ctime
+		d.rdev, d.target, d.xattrs = n.rdev, n.target, n.xattrs
+		d.inode, d.nlink, d.subdirs = n.inode, n.nlink, n.subdirs
+		d.size, d.blocks, d.reserve, d.resSpec = n.size, n.blocks, n.reserve, n.resSpec
 		d.kids, kids = kids[:len(n.kids):len(n.kids)], kids[len(n.kids):]
 		for i, k := range n.kids {
 			d.kids[i] = dup(k)

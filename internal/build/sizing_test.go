@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -217,5 +218,51 @@ func TestAutoSizeIsMkfsChoice(t *testing.T) {
 	}
 	if st, err := os.Stat(img); err != nil || st.Size() != auto {
 		t.Errorf("mkfs -p picked %v bytes, AutoSize says %d", st, auto)
+	}
+}
+
+// TestCloneCopiesScanFields: a copy of the tree has every field the scan
+// set. Copying names them one by one (a run on the tree may be writing
+// the others meanwhile), so a new field must be added there too.
+func TestCloneCopiesScanFields(t *testing.T) {
+	// Set by runs and cleared by resetTree; links and kids are copied
+	// as structure.
+	skip := map[string]bool{"ino": true, "agno": true, "ext": true, "flags": true, "flags2": true,
+		"projid": true, "extsize": true, "cowextsize": true, "kids": true, "inode": true}
+	n := &popNode{}
+	v := reflect.ValueOf(n).Elem()
+	var fill func(f reflect.Value)
+	fill = func(f reflect.Value) {
+		f = reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem()
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("x")
+		case reflect.Int, reflect.Int32, reflect.Int64:
+			f.SetInt(7)
+		case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			f.SetUint(7)
+		case reflect.Slice:
+			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+		case reflect.Struct:
+			for i := 0; i < f.NumField(); i++ {
+				fill(f.Field(i))
+			}
+		}
+	}
+	typ := v.Type()
+	for i := 0; i < v.NumField(); i++ {
+		if !skip[typ.Field(i).Name] {
+			fill(v.Field(i))
+		}
+	}
+	c, _ := (&popTree{root: n}).clone(&popSim{sparse: map[*popNode][][2]int64{}})
+	got := reflect.ValueOf(c.root).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		name := typ.Field(i).Name
+		a := reflect.NewAt(v.Field(i).Type(), unsafe.Pointer(v.Field(i).UnsafeAddr())).Elem().Interface()
+		b := reflect.NewAt(got.Field(i).Type(), unsafe.Pointer(got.Field(i).UnsafeAddr())).Elem().Interface()
+		if !skip[name] && !reflect.DeepEqual(a, b) {
+			t.Errorf("popNode.%s not copied: %v, copy %v", name, a, b)
+		}
 	}
 }
