@@ -335,76 +335,94 @@ func (p *populator) packTree(root *popNode) error {
 	}
 	root.flags, root.flags2 = d.Flags, d.Flags2&(ondisk.Diflag2CowExtSize|ondisk.Diflag2DAX)
 	root.projid, root.extsize, root.cowextsize = d.ProjID(), d.ExtSize, d.CowExtSize
-	uuid := p.sb.MetaUUIDOrUUID()
+	if p.o.simAhead {
+		return p.packTreeAhead(root) // sizing.go
+	}
 	in := &pack.Inode{} // reused: Pack keeps nothing of it
 	var ents []pack.DirEntry
 	return walkPop(root, func(n, parent *popNode) error {
 		if n.inode != nil {
 			return nil
 		}
-		if parent != nil {
-			popInherit(n, parent)
-		}
-		uid, gid := p.mapOwner(n.uid, n.gid)
-		// The root keeps generation 0 as mkfs.xfs and the kernel make it:
-		// xfsrestore assumes it and otherwise orphans the whole tree.
-		var gen uint32
-		if parent != nil && p.o.sim == nil { // (a sizing run keeps no inode)
-			gen = pack.Generation(uuid, n.ino)
-		}
-		*in = pack.Inode{
-			Ino: n.ino, Mode: uint16(n.mode), UID: uid, GID: gid, NLink: n.nlink,
-			ProjID: n.projid, Flags: n.flags, Flags2: n.flags2, ExtSize: n.extsize, CowExtSize: n.cowextsize,
-			Gen: gen, Atime: p.clamp(n.atime), Mtime: p.clamp(n.mtime), Ctime: p.clamp(n.ctime),
-			Crtime: p.now, Xattrs: n.xattrs,
-		}
-		switch n.mode & unix.S_IFMT {
-		case unix.S_IFDIR:
-			in.NLink = 2 + n.subdirs
-			in.Parent = n.ino
-			if parent != nil {
-				in.Parent = parent.ino
-			}
-			ents = ents[:0]
-			for _, k := range n.kids {
-				o := k.owner()
-				// The name's bytes, not a copy: Pack only reads them.
-				name := unsafe.Slice(unsafe.StringData(k.name), len(k.name))
-				ents = append(ents, pack.DirEntry{Name: name, Ino: o.ino, FType: ondisk.DirFTypeFromMode(uint16(o.mode))})
-			}
-			in.Entries = ents
-			p.stats.Dirs++
-		case unix.S_IFREG:
-			in.Size, in.Extents = uint64(n.size), n.ext
-			p.stats.Files++
-		case unix.S_IFLNK:
-			in.Target = unsafe.Slice(unsafe.StringData(n.target), len(n.target))
-		case unix.S_IFCHR, unix.S_IFBLK:
-			in.Rdev = n.rdev
-		}
+		ents = p.inodeFor(in, ents[:0], n, parent)
 		buf, err := p.chunkFor(n.ino)
 		if err != nil {
 			return err
 		}
 		res, err := p.pk.Pack(in, buf)
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.describe(n), err)
-		}
-		p.stats.Inodes++
-		p.stats.MetaBlocks += res.NBlocks
-		if n.isReg() { // data blocks are counted separately
-			for _, e := range n.ext {
-				p.stats.MetaBlocks -= e.Length
-			}
-		}
-		if p.sb.HasRmapbt() {
-			p.addRmaps(n.ino, res)
-		}
-		if p.o.sim == nil { // sizing runs pack the same tree again
-			n.xattrs = nil // no longer needed
-		}
-		return nil
+		return p.packed(n, res, err)
 	})
+}
+
+// inodeFor fills in with what Pack needs of n (first inheriting its
+// parent's flags, in walk order); a directory's entries are appended to
+// ents, which is returned.
+func (p *populator) inodeFor(in *pack.Inode, ents []pack.DirEntry, n, parent *popNode) []pack.DirEntry {
+	if parent != nil {
+		popInherit(n, parent)
+	}
+	uid, gid := p.mapOwner(n.uid, n.gid)
+	// The root keeps generation 0 as mkfs.xfs and the kernel make it:
+	// xfsrestore assumes it and otherwise orphans the whole tree.
+	var gen uint32
+	if parent != nil && p.o.sim == nil { // (a sizing run keeps no inode)
+		gen = pack.Generation(p.sb.MetaUUIDOrUUID(), n.ino)
+	}
+	*in = pack.Inode{
+		Ino: n.ino, Mode: uint16(n.mode), UID: uid, GID: gid, NLink: n.nlink,
+		ProjID: n.projid, Flags: n.flags, Flags2: n.flags2, ExtSize: n.extsize, CowExtSize: n.cowextsize,
+		Gen: gen, Atime: p.clamp(n.atime), Mtime: p.clamp(n.mtime), Ctime: p.clamp(n.ctime),
+		Crtime: p.now, Xattrs: n.xattrs,
+	}
+	switch n.mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		in.NLink = 2 + n.subdirs
+		in.Parent = n.ino
+		if parent != nil {
+			in.Parent = parent.ino
+		}
+		for _, k := range n.kids {
+			o := k.owner()
+			// The name's bytes, not a copy: Pack only reads them.
+			name := unsafe.Slice(unsafe.StringData(k.name), len(k.name))
+			ents = append(ents, pack.DirEntry{Name: name, Ino: o.ino, FType: ondisk.DirFTypeFromMode(uint16(o.mode))})
+		}
+		in.Entries = ents
+	case unix.S_IFREG:
+		in.Size, in.Extents = uint64(n.size), n.ext
+	case unix.S_IFLNK:
+		in.Target = unsafe.Slice(unsafe.StringData(n.target), len(n.target))
+	case unix.S_IFCHR, unix.S_IFBLK:
+		in.Rdev = n.rdev
+	}
+	return ents
+}
+
+// packed accounts for n's inode, just packed with the result res.
+func (p *populator) packed(n *popNode, res *pack.Result, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.describe(n), err)
+	}
+	switch {
+	case n.isDir():
+		p.stats.Dirs++
+	case n.isReg():
+		p.stats.Files++
+	}
+	p.stats.Inodes++
+	p.stats.MetaBlocks += res.NBlocks
+	if n.isReg() { // data blocks are counted separately
+		for _, e := range n.ext {
+			p.stats.MetaBlocks -= e.Length
+		}
+	}
+	if p.sb.HasRmapbt() {
+		p.addRmaps(n.ino, res)
+	}
+	if p.o.sim == nil { // sizing runs pack the same tree again
+		n.xattrs = nil // no longer needed
+	}
+	return nil
 }
 
 func (p *populator) describe(n *popNode) string {
