@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -85,6 +86,7 @@ func (r *run) arrange() error {
 				moved[ino] = true
 			}
 		}
+		r.unlock(cache, tr.root) // the orphanage is made in it
 		if _, err := mkdirAt(r.t.root, orphanageName, 0o700); err != nil {
 			return fmt.Errorf("%s: %v", orphanageName, err)
 		}
@@ -158,13 +160,7 @@ func (r *run) arrange() error {
 			r.hook("mkdir")
 		}
 		r.xfEarlyDir(cache, d) // project id before contents (xflags_run.go)
-		if !r.t.asRoot {
-			// Make directories of earlier sessions writable again; the
-			// final modes are set at the end.
-			if fd, err := cache.open(d.ino); err == nil {
-				unix.Fchmod(fd, 0o700)
-			}
-		}
+		r.unlock(cache, d.ino)
 	}
 	if old == nil {
 		// Nothing moves (inOrph stays empty): the directories of one
@@ -186,6 +182,20 @@ func (r *run) arrange() error {
 	}
 	r.j.mark(markPlaced)
 	return nil
+}
+
+// unlock makes directory ino, which an earlier session may have left
+// read-only, writable by its owner when not running as root (root needs
+// no permission): creating, renaming or removing an entry writes the
+// directory, and a directory moved to another parent has its ".."
+// rewritten. The final modes are set at the end.
+func (r *run) unlock(cache *dirCache, ino uint64) {
+	if r.t.asRoot {
+		return
+	}
+	if fd, err := cache.open(ino); err == nil {
+		unix.Fchmod(fd, 0o700)
+	}
 }
 
 func (r *run) mapRoot(old *oldTree, ino uint64) uint64 {
@@ -225,11 +235,15 @@ func (r *run) moveOut(cache *dirCache, old *oldTree, moved map[uint64]bool, orph
 		return joinPath(p, name)
 	}
 	for _, ino := range old.order[1:] {
-		if !moved[ino] {
-			continue
-		}
-		if exists(orphFd, dname(ino)) {
+		if moved[ino] && exists(orphFd, dname(ino)) {
 			done[ino] = true
+		}
+		// Every old directory: files leave them, and the gone ones are
+		// removed with everything below.
+		r.unlock(cache, ino)
+	}
+	for _, ino := range old.order[1:] {
+		if !moved[ino] || done[ino] {
 			continue
 		}
 		od := old.dirs[ino]
@@ -243,8 +257,13 @@ func (r *run) moveOut(cache *dirCache, old *oldTree, moved map[uint64]bool, orph
 			if tr.dirs[ino] == nil {
 				r.res.Removed++
 			}
+		case tr.dirs[ino] != nil && errors.Is(err, unix.ENOENT):
+			r.problem(oldPath(od.Parent, od.Name), ino, "directory to be moved to %q is missing from the destination", tr.dirs[ino].path)
 		case tr.dirs[ino] != nil:
-			r.problem(oldPath(od.Parent, od.Name), ino, "directory to be moved to %q is missing from the destination: %v", tr.dirs[ino].path, err)
+			r.problem(oldPath(od.Parent, od.Name), ino, "directory not moved to %q: %v", tr.dirs[ino].path, err)
+		case !errors.Is(err, unix.ENOENT):
+			// Gone from the dump; a directory the user removed already is fine.
+			r.problem(oldPath(od.Parent, od.Name), ino, "directory not removed: %v", err)
 		}
 		r.hook("move")
 	}
