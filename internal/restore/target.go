@@ -376,6 +376,30 @@ func timespecs(m *stream.FileMeta) [2]unix.Timespec {
 // permBits are the mode bits chmod sets.
 func permBits(mode uint32) uint32 { return mode & 0o7777 }
 
+// setIDBits returns the mode bits for the open file fd: m's, less the
+// set-user-ID (set-group-ID) bit of a regular file that did not get the
+// dumped owner (group) — restored by a user, with --no-owner, or chown
+// failed — since it would run as whoever restored it, not as the dump
+// says (cp -p does the same). An owner or group forced with --owner or
+// --group is the caller's choice and keeps the bits.
+func (t *target) setIDBits(fd int, m *stream.FileMeta) uint32 {
+	mode := permBits(m.Mode)
+	if m.Type() != stream.TypeRegular || mode&(unix.S_ISUID|unix.S_ISGID) == 0 {
+		return mode
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return mode &^ (unix.S_ISUID | unix.S_ISGID)
+	}
+	if t.uid < 0 && st.Uid != m.UID {
+		mode &^= unix.S_ISUID
+	}
+	if t.gid < 0 && st.Gid != m.GID {
+		mode &^= unix.S_ISGID
+	}
+	return mode
+}
+
 // hasACL reports whether xs holds the named POSIX ACL.
 func hasACL(xs []stream.Xattr, name string) bool {
 	for i := range xs {
@@ -421,8 +445,9 @@ func (t *target) setFdMeta(fd int, m *stream.FileMeta, xs []stream.Xattr, modeSe
 		}
 	}
 	if !modeSet {
-		if err := unix.Fchmod(fd, permBits(m.Mode)); err != nil {
-			errs = append(errs, fmt.Errorf("mode %o: %w", permBits(m.Mode), err))
+		mode := t.setIDBits(fd, m)
+		if err := unix.Fchmod(fd, mode); err != nil {
+			errs = append(errs, fmt.Errorf("mode %o: %w", mode, err))
 		}
 	}
 	if err := futimens(fd, timespecs(m)); err != nil {
