@@ -218,6 +218,9 @@ func replayNote(r *replay.Result) string {
 }
 
 func openImage(opts Options) (*xfs.FS, error) {
+	if opts.device != nil {
+		return xfs.OpenDevice(opts.device)
+	}
 	fs, err := xfs.Open(opts.Image)
 	if err == nil && opts.wrapDevice != nil {
 		fs.Dev = opts.wrapDevice(fs.Dev) // after the superblock was read

@@ -68,6 +68,9 @@ type Options struct {
 	onData     func(n int)
 	// wrapDevice, if set, wraps the opened image (tests: fault injection).
 	wrapDevice func(image.Device) image.Device
+	// device, if set, is read instead of Image (fuzzing: an image in
+	// memory; Image must still name an existing file).
+	device image.Device
 }
 
 // Result is what a dump did.
