@@ -63,10 +63,12 @@ func main() {
 				fmt.Println("estimate (xfskit), compatible with xfs_estimate version 6.1.0")
 				return nil
 			}
-			// Sizing runs make short-lived metadata by the megabyte:
-			// collecting half as often saves a tenth of the CPU time
-			// (117k entries: 0.4 GB peak instead of 0.3).
-			debug.SetGCPercent(200)
+			// The tree stays live while sizing runs make short-lived
+			// metadata by the megabyte: collecting when the heap has
+			// grown fivefold halves the collector's CPU time (117k
+			// entries: 0.05-0.1 s instead of 0.2 s at 200, 315 MB peak
+			// instead of 290).
+			debug.SetGCPercent(400)
 			if len(args) == 0 {
 				return usage(errors.New("no directory given"))
 			}
