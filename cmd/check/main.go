@@ -18,7 +18,7 @@ import (
 )
 
 func main() {
-	var asJSON, quiet, noProgress, doReplay bool
+	var asJSON, quiet, noProgress, doReplay, doPrintLog bool
 	cmd := &cobra.Command{
 		Use:   "check [options] IMAGE",
 		Short: "Verify all metadata of an unmounted XFS image or device (read-only)",
@@ -30,7 +30,9 @@ memory, writing nothing, and the filesystem is checked as the replay
 leaves it; the exit status stays 2 unless that finds problems. With
 --replay, a dirty log is first replayed into the image offline (through an
 undo journal, so a crash leaves the old image or the replayed one), then
-the image is checked.
+the image is checked. With --print-log, check only prints the log: its
+place and state and every transaction a replay would apply, item by item
+(xfs_logprint -t's view; --json for scripts).
 
 Exit status: 0 clean, 1 corruption found (or a damaged log), 2 the log is
 dirty (use --replay, or mount the filesystem to replay it), 3 usage error, 4 the image could not be read (I/O
@@ -41,6 +43,12 @@ IMAGE.xfskit-undo: run that command again, which rolls the edit back first).`,
 			// The checker keeps metadata, not data: trading some memory for
 			// fewer collections is worth a good share of the run time.
 			debug.SetGCPercent(400)
+			if doPrintLog {
+				if doReplay {
+					return cli.Usagef("--print-log and --replay do not go together")
+				}
+				return printLog(args[0], asJSON)
+			}
 			if doReplay {
 				if code, err := runReplay(args[0], quiet || asJSON); err != nil {
 					return &cli.ExitError{Code: code, Err: err}
@@ -85,6 +93,7 @@ IMAGE.xfskit-undo: run that command again, which rolls the edit back first).`,
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print findings only, no summary")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "no progress display")
 	cmd.Flags().BoolVar(&doReplay, "replay", false, "replay a dirty log into the image (offline, atomic) before checking")
+	cmd.Flags().BoolVar(&doPrintLog, "print-log", false, "print the log's transactions between tail and head, like xfs_logprint -t (nothing is checked or written)")
 	cli.Main(cmd, cli.ExitUsage)
 }
 

@@ -122,42 +122,6 @@ func TestCommandLine(t *testing.T) {
 func TestDirtyLogCheckedInMemory(t *testing.T) {
 	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools)
 	bin := clitest.Build(t, ".", "check")
-	crashed := func(openUnlinked bool) (img string, oldIno string) {
-		img = oracle.Mkfs(t, "512m")
-		mnt := oracle.Mount(t, img, false)
-		oracle.MustBeMounted(t, mnt)
-		if err := os.WriteFile(filepath.Join(mnt, "old"), []byte("written in place"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		// Freezing writes every change in place and empties the log.
-		oracle.Run(t, "xfs_io", "-x", "-c", "freeze", "-c", "thaw", mnt)
-		oldIno = strings.TrimSpace(oracle.Run(t, "stat", "-c", "%i", filepath.Join(mnt, "old")))
-		if err := os.Mkdir(filepath.Join(mnt, "new"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for i := range 200 {
-			if err := os.WriteFile(filepath.Join(mnt, "new", fmt.Sprintf("file-%03d", i)), []byte("in the log"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var f *os.File
-		if openUnlinked {
-			var err error
-			if f, err = os.Create(filepath.Join(mnt, "open")); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Remove(f.Name()); err != nil {
-				t.Fatal(err)
-			}
-		}
-		oracle.Run(t, "sync", "-f", mnt)
-		oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
-		if f != nil {
-			f.Close() // after the shutdown: the inode stays on its unlinked list
-		}
-		oracle.Unmount(t, mnt)
-		return img, oldIno
-	}
 	var rep struct {
 		Total    int
 		DirtyLog bool `json:"dirty_log"`
@@ -165,7 +129,7 @@ func TestDirtyLogCheckedInMemory(t *testing.T) {
 		Replayed *struct{ Transactions int } `json:"replayed_in_memory"`
 		Findings []struct{ Message string }
 	}
-	img, oldIno := crashed(false)
+	img, oldIno := crashed(t, false)
 	before := oracle.FileHash(t, img)
 	if _, e, code := clitest.Run(bin, img); code != 2 || !strings.Contains(e, "would leave it, the filesystem is clean") || !strings.Contains(e, "check --replay") {
 		t.Fatalf("crashed image: exit %d (want 2), stderr %q", code, e)
@@ -185,7 +149,7 @@ func TestDirtyLogCheckedInMemory(t *testing.T) {
 		t.Fatalf("crashed image with a damaged inode %s: exit %d (want 1), output %q %q", oldIno, code, out, e)
 	}
 
-	img, _ = crashed(true)
+	img, _ = crashed(t, true)
 	if _, e, code := clitest.Run(bin, img); code != 2 || !strings.Contains(e, "deleted while open") || !strings.Contains(e, "not checked") {
 		t.Fatalf("crashed image with an open-unlinked file: exit %d (want 2), stderr %q", code, e)
 	}
@@ -195,5 +159,74 @@ func TestDirtyLogCheckedInMemory(t *testing.T) {
 	out, _, code = clitest.Run(bin, "--json", img)
 	if err := json.Unmarshal([]byte(out), &why); err != nil || code != 2 || !strings.Contains(why.NotChecked, "deleted while open") {
 		t.Fatalf("crashed image with an open-unlinked file, --json: exit %d, %v: %s", code, err, out)
+	}
+}
+
+// crashed makes a kernel image whose last changes (a directory of 200
+// files) are only in its log; with openUnlinked, a file deleted while open
+// too. oldIno is a file written in place before them.
+func crashed(t *testing.T, openUnlinked bool) (img string, oldIno string) {
+	t.Helper()
+	img = oracle.Mkfs(t, "512m")
+	mnt := oracle.Mount(t, img, false)
+	oracle.MustBeMounted(t, mnt)
+	if err := os.WriteFile(filepath.Join(mnt, "old"), []byte("written in place"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Freezing writes every change in place and empties the log.
+	oracle.Run(t, "xfs_io", "-x", "-c", "freeze", "-c", "thaw", mnt)
+	oldIno = strings.TrimSpace(oracle.Run(t, "stat", "-c", "%i", filepath.Join(mnt, "old")))
+	if err := os.Mkdir(filepath.Join(mnt, "new"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		if err := os.WriteFile(filepath.Join(mnt, "new", fmt.Sprintf("file-%03d", i)), []byte("in the log"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var f *os.File
+	if openUnlinked {
+		var err error
+		if f, err = os.Create(filepath.Join(mnt, "open")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(f.Name()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oracle.Run(t, "sync", "-f", mnt)
+	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
+	if f != nil {
+		f.Close() // after the shutdown: the inode stays on its unlinked list
+	}
+	oracle.Unmount(t, mnt)
+	return img, oldIno
+}
+
+// TestPrintLog: --print-log lists a dirty log's transactions (text and
+// JSON) without checking or writing anything, and refuses --replay.
+func TestPrintLog(t *testing.T) {
+	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools)
+	bin := clitest.Build(t, ".", "check")
+	img, _ := crashed(t, false)
+	before := oracle.FileHash(t, img)
+	out, e, code := clitest.Run(bin, "--print-log", img)
+	if code != 0 || !strings.Contains(out, "transaction at LSN") || !strings.Contains(out, "INODE") || !strings.Contains(out, "dirty") {
+		t.Fatalf("--print-log: exit %d, %q %q", code, out, e)
+	}
+	var ls struct {
+		Clean        bool
+		Transactions []struct{ Items []struct{ Type string } }
+		Counts       map[string]int `json:"item_counts"`
+	}
+	out, e, code = clitest.Run(bin, "--print-log", "--json", img)
+	if err := json.Unmarshal([]byte(out), &ls); err != nil || code != 0 || ls.Clean || len(ls.Transactions) == 0 || ls.Counts["INODE"] < 200 {
+		t.Fatalf("--print-log --json: exit %d, %v: %.500s %s", code, err, out, e)
+	}
+	if _, e, code := clitest.Run(bin, "--print-log", "--replay", img); code != 3 {
+		t.Fatalf("--print-log --replay: exit %d (want 3), %q", code, e)
+	}
+	if oracle.FileHash(t, img) != before {
+		t.Fatal("--print-log wrote the image")
 	}
 }
