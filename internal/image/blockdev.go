@@ -193,9 +193,10 @@ func CreateReplacement(path string, size int64) (_ *NewFile, err error) {
 	}
 	tmpName := tmp.Name()
 	tmp.Close()
+	trackTemp(tmpName)
 	defer func() {
 		if err != nil {
-			os.Remove(tmpName)
+			settleTemp(tmpName, func() error { return os.Remove(tmpName) })
 		}
 	}()
 	mode := os.FileMode(0o644)
@@ -225,15 +226,21 @@ func (n *NewFile) Commit() error {
 	// rename must never leave a half-written image under the final name.
 	if err := n.File.Sync(); err != nil {
 		n.File.Close()
-		os.Remove(tmp)
+		settleTemp(tmp, func() error { return os.Remove(tmp) })
 		return fmt.Errorf("%s: sync: %w", tmp, err)
 	}
 	if err := n.File.Close(); err != nil {
-		os.Remove(tmp)
+		settleTemp(tmp, func() error { return os.Remove(tmp) })
 		return err
 	}
-	if err := os.Rename(tmp, n.final); err != nil {
-		os.Remove(tmp)
+	err := settleTemp(tmp, func() error {
+		if err := os.Rename(tmp, n.final); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	syncDir(n.final)
@@ -248,7 +255,7 @@ func (n *NewFile) Abort() error {
 	}
 	n.done = true
 	cerr := n.File.Close()
-	if err := os.Remove(n.name); err != nil {
+	if err := settleTemp(n.name, func() error { return os.Remove(n.name) }); err != nil {
 		return err
 	}
 	return cerr
