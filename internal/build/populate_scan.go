@@ -107,6 +107,7 @@ func (q *popScanQueue) work() {
 type popScanBufs struct {
 	dirents []byte // getdents
 	xattrs  []byte // attribute names
+	name    []byte // an entry's name as a C string
 }
 
 // popReadDirItem reads directory d's entries and returns its

@@ -95,6 +95,7 @@ func popReadDirNames(dir string, b *popScanBufs) ([]string, int, error) {
 	}
 	if b.dirents == nil {
 		b.dirents = make([]byte, 64<<10) // most directories in one call
+		b.name = make([]byte, 0, 256)
 	}
 	var names []string
 	for {
@@ -173,7 +174,7 @@ func popReadXattrs(dirfd int, name, path string, b *popScanBufs) ([]pack.Xattr, 
 	var names []byte
 	// Asking for the size first costs nothing for the many entries
 	// without attributes (no buffer to allocate and clear).
-	size, err := popListXattrs(dirfd, name, path, nil)
+	size, err := popListXattrs(dirfd, name, path, nil, b)
 	for err == nil && size > 0 {
 		var buf []byte
 		if b != nil && size <= 64<<10 {
@@ -185,7 +186,7 @@ func popReadXattrs(dirfd int, name, path string, b *popScanBufs) ([]pack.Xattr, 
 			buf = make([]byte, size)
 		}
 		var n int
-		n, err = popListXattrs(dirfd, name, path, buf)
+		n, err = popListXattrs(dirfd, name, path, buf, b)
 		if errors.Is(err, unix.ERANGE) && size < 1<<24 {
 			size, err = size*2, nil // grown meanwhile
 			continue
@@ -241,8 +242,12 @@ func popReadXattrs(dirfd int, name, path string, b *popScanBufs) ([]pack.Xattr, 
 // popListXattrs is llistxattr(path), asked by name in the open
 // directory where the kernel can (listxattrat, Linux 6.13): the path is
 // then not walked again for every entry.
-func popListXattrs(dirfd int, name, path string, buf []byte) (int, error) {
-	n, err := popListxattrat(dirfd, name, buf)
+func popListXattrs(dirfd int, name, path string, buf []byte, b *popScanBufs) (int, error) {
+	var cname []byte
+	if b != nil {
+		cname = b.name
+	}
+	n, err := popListxattrat(dirfd, name, buf, cname)
 	if err == nil || errors.Is(err, unix.ERANGE) || errors.Is(err, unix.ENOTSUP) {
 		return n, err
 	}
@@ -251,12 +256,14 @@ func popListXattrs(dirfd int, name, path string, buf []byte) (int, error) {
 	return unix.Llistxattr(path, buf)
 }
 
-// popListxattrat calls listxattrat(2) without following a final symlink.
-func popListxattrat(dirfd int, name string, buf []byte) (int, error) {
-	p, err := unix.BytePtrFromString(name)
-	if err != nil {
-		return 0, err
+// popListxattrat calls listxattrat(2) without following a final symlink;
+// the name is made a C string in cname's array when it has room.
+func popListxattrat(dirfd int, name string, buf, cname []byte) (int, error) {
+	if strings.IndexByte(name, 0) >= 0 {
+		return 0, unix.EINVAL
 	}
+	cname = append(append(cname[:0], name...), 0)
+	p := &cname[0]
 	var bp unsafe.Pointer
 	if len(buf) > 0 {
 		bp = unsafe.Pointer(&buf[0])
