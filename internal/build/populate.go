@@ -93,8 +93,8 @@ func populate(dev image.Device, t *popTree, o *PopulateOptions) (*PopulateStats,
 	}
 	root := t.root
 	root.ino = p.sb.RootIno
-	p.assignAGs(root)
-	if err := p.allocInodes(root); err != nil {
+	need := p.assignAGs(root)
+	if err := p.allocInodes(root, need); err != nil {
 		return nil, err
 	}
 	if err := p.copyData(root); err != nil {
@@ -272,8 +272,10 @@ func walkPop(n *popNode, fn func(n, parent *popNode) error) error {
 
 // assignAGs places directories on AGs in turn, as the kernel's inode
 // allocator rotates new directories across AGs, and every other inode in
-// its directory's AG.
-func (p *populator) assignAGs(root *popNode) {
+// its directory's AG. It returns the number of inodes (the root aside)
+// placed in each AG.
+func (p *populator) assignAGs(root *popNode) []int {
+	need := make([]int, p.sb.AGCount)
 	rotor := uint32(0)
 	root.agno, _ = p.sb.InoToAG(root.ino)
 	walkPop(root, func(n, parent *popNode) error {
@@ -286,20 +288,15 @@ func (p *populator) assignAGs(root *popNode) {
 		} else {
 			n.agno = parent.agno
 		}
+		need[n.agno]++
 		return nil
 	})
+	return need
 }
 
-// allocInodes allocates the inode chunks each AG needs at the start of its
-// free space, then hands out inode numbers in tree order.
-func (p *populator) allocInodes(root *popNode) error {
-	need := make([]int, p.sb.AGCount)
-	walkPop(root, func(n, parent *popNode) error {
-		if parent != nil && n.inode == nil {
-			need[n.agno]++
-		}
-		return nil
-	})
+// allocInodes allocates the inode chunks each AG needs (need inodes) at
+// the start of its free space, then hands out inode numbers in tree order.
+func (p *populator) allocInodes(root *popNode, need []int) error {
 	perAlloc := max(1, int(p.sb.InoPBlock)/ondisk.InodesPerChunk) // chunks per allocation
 	blocks := uint64(p.pk.ChunkBlocks())
 	for agno, a := range p.ags {
