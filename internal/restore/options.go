@@ -92,7 +92,7 @@ func (p Problem) String() string {
 	case p.Ino != 0:
 		fmt.Fprintf(&b, "inode %d", p.Ino)
 	default:
-		b.WriteString("restore")
+		return p.Reason // about the whole run: the tool's name goes first
 	}
 	b.WriteString(": ")
 	b.WriteString(p.Reason)
