@@ -28,9 +28,8 @@ type PopulateOptions struct {
 
 	// sim, when set, makes this a sizing run (sizing.go): space is
 	// allocated and metadata packed as for real, but no file data is
-	// read or written. simAhead: a core is free to pack inodes ahead.
-	sim      *popSim
-	simAhead bool
+	// read or written.
+	sim *popSim
 }
 
 // PopulateStats summarises a populate run.

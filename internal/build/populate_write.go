@@ -335,9 +335,6 @@ func (p *populator) packTree(root *popNode) error {
 	}
 	root.flags, root.flags2 = d.Flags, d.Flags2&(ondisk.Diflag2CowExtSize|ondisk.Diflag2DAX)
 	root.projid, root.extsize, root.cowextsize = d.ProjID(), d.ExtSize, d.CowExtSize
-	if p.o.simAhead {
-		return p.packTreeAhead(root) // sizing.go
-	}
 	in := &pack.Inode{} // reused: Pack keeps nothing of it
 	var ents []pack.DirEntry
 	return walkPop(root, func(n, parent *popNode) error {

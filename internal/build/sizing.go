@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"xfskit/internal/pack"
 	"xfskit/ondisk"
 )
 
@@ -319,7 +318,7 @@ func (s *Sizer) TryAll(sizes ...int64) []*Trial {
 		go func(c simCopy) {
 			defer wg.Done()
 			for i := w; i < len(todo); i += n {
-				done[i] = s.try(c, todo[i], n < cores)
+				done[i] = s.try(c, todo[i])
 			}
 		}(s.copies[w])
 	}
@@ -334,7 +333,7 @@ func (s *Sizer) TryAll(sizes ...int64) []*Trial {
 	return out
 }
 
-func (s *Sizer) try(c simCopy, size int64, ahead bool) *Trial {
+func (s *Sizer) try(c simCopy, size int64) *Trial {
 	t := &Trial{Size: size}
 	g, err := s.Plan(size)
 	if err != nil {
@@ -354,7 +353,7 @@ func (s *Sizer) try(c simCopy, size int64, ahead bool) *Trial {
 		return t
 	}
 	resetTree(c.tree)
-	stats, err := populate(dev, c.tree, &PopulateOptions{Now: s.now, sim: c.sim, simAhead: ahead})
+	stats, err := populate(dev, c.tree, &PopulateOptions{Now: s.now, sim: c.sim})
 	if err != nil {
 		t.Err = err
 		return t
@@ -516,109 +515,4 @@ func (d *simDevice) counters(g *Geometry) (fdblocks, agfFree uint64, perAG []uin
 		perAG = append(perAG, uint64(agf.FreeBlks))
 	}
 	return sb.FDBlocks, agfFree, perAG, nil
-}
-
-// errAhead stops an inode packed ahead at its first block allocation.
-var errAhead = errors.New("packed ahead: needs blocks")
-
-// discardAt takes the writes of inodes packed ahead (there are none: an
-// inode that needs blocks is packed again in order).
-type discardAt struct{}
-
-func (discardAt) WriteAt(p []byte, _ int64) (int, error) { return len(p), nil }
-
-// popAhead is one inode packed ahead.
-type popAhead struct {
-	n    *popNode
-	in   pack.Inode
-	ents []pack.DirEntry
-	res  *pack.Result
-	err  error
-}
-
-// packTreeAhead is packTree for a sizing run with a core to spare. Pack
-// needs the allocator only for blocks (directories, attributes, long
-// symlinks, bmbt), and an inode that takes none packs the same whatever
-// was allocated before it. So a second goroutine packs every inode ahead,
-// with an allocator that refuses; this one takes the results in walk
-// order and packs again, with the real allocator, those that asked for
-// blocks: allocations happen exactly in the order packTree makes them.
-func (p *populator) packTreeAhead(root *popNode) error {
-	ahead, err := pack.New(p.sb, pack.AllocFunc(func(pack.Request) ([]pack.Run, error) { return nil, errAhead }), discardAt{})
-	if err != nil {
-		return err
-	}
-	const batch = 256
-	todo, done := make(chan []popAhead, 2), make(chan []popAhead, 2)
-	go func() {
-		defer close(done)
-		buf := make([]byte, p.sb.InodeSize)
-		for b := range todo {
-			for i := range b {
-				b[i].res, b[i].err = ahead.Pack(&b[i].in, buf)
-			}
-			done <- b
-		}
-	}()
-	apply := func(b []popAhead) error {
-		for i := range b {
-			a := &b[i]
-			buf, err := p.chunkFor(a.n.ino)
-			if err != nil {
-				return err
-			}
-			if a.err != nil { // blocks to allocate, or an error Pack gives again
-				a.res, a.err = p.pk.Pack(&a.in, buf)
-			}
-			if err := p.packed(a.n, a.res, a.err); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	// Two batches in flight: this goroutine fills one while the other
-	// is packed, then takes the older back.
-	free := [][]popAhead{make([]popAhead, 0, batch), make([]popAhead, 0, batch), make([]popAhead, 0, batch)}
-	inFlight := 0
-	var applyErr error
-	send := func(b []popAhead) {
-		todo <- b
-		if inFlight++; inFlight == 2 {
-			r := <-done
-			inFlight--
-			if applyErr == nil {
-				applyErr = apply(r)
-			}
-			free = append(free, r[:0])
-		}
-	}
-	cur := free[0]
-	free = free[1:]
-	walkPop(root, func(n, parent *popNode) error {
-		if n.inode != nil {
-			return nil
-		}
-		if applyErr != nil {
-			return applyErr
-		}
-		cur = cur[:len(cur)+1]
-		a := &cur[len(cur)-1]
-		a.n, a.res, a.err = n, nil, nil
-		a.ents = p.inodeFor(&a.in, a.ents[:0], n, parent)
-		if len(cur) == batch {
-			send(cur)
-			cur, free = free[0], free[1:]
-		}
-		return nil
-	})
-	if applyErr == nil && len(cur) > 0 {
-		send(cur)
-	}
-	close(todo)
-	for r := range done {
-		if applyErr == nil {
-			applyErr = apply(r)
-		}
-	}
-	return applyErr
 }

@@ -266,33 +266,3 @@ func TestCloneCopiesScanFields(t *testing.T) {
 		}
 	}
 }
-
-// TestSizingAheadSame: packing inodes ahead on a spare core changes no
-// outcome (free space per AG, blocks, inodes, errors), at sizes that fit
-// and sizes that do not, with and without rmapbt.
-func TestSizingAheadSame(t *testing.T) {
-	src := sizingTree(t)
-	for _, geo := range [][2]string{{"", ""}, {"m", "rmapbt=1"}, {"b", "size=1024"}} {
-		o := NewOptions()
-		o.Proto = src
-		if geo[0] != "" {
-			if err := o.ParseSubopts(geo[0][0], geo[1]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		s, err := NewSizer(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, size := range []int64{64 << 20, 33 << 20, 20 << 20} {
-			a, b := s.try(s.copies[0], size, true), s.try(s.copies[0], size, false)
-			if a.Fits != b.Fits || fmt.Sprint(a.Err) != fmt.Sprint(b.Err) || a.FreeAfter != b.FreeAfter ||
-				a.SpaceUsed != b.SpaceUsed || a.Stats != b.Stats || !reflect.DeepEqual(a.AGFree, b.AGFree) {
-				t.Errorf("%v at %d bytes: ahead %+v, in order %+v", geo, size, a, b)
-			}
-			if size == 64<<20 && (!a.Fits || a.Stats.MetaBlocks == 0) {
-				t.Errorf("%v at %d bytes: %v, %d metadata blocks", geo, size, a.Err, a.Stats.MetaBlocks)
-			}
-		}
-	}
-}
