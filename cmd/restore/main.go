@@ -187,7 +187,7 @@ func report(res *restore.Result, quiet, toc bool) {
 	}
 	for _, s := range res.Sessions {
 		note := ""
-		if s.Skipped {
+		if s.Note != "" {
 			note = " (" + s.Note + ")"
 		}
 		fmt.Fprintf(os.Stderr, "restore: session %s level %d, %d of %d stream(s)%s\n", s.ID, s.Level, s.Streams, s.Of, note)
@@ -202,5 +202,8 @@ func report(res *restore.Result, quiet, toc bool) {
 	fmt.Fprintln(os.Stderr)
 	if !res.OK() {
 		fmt.Fprintf(os.Stderr, "restore: NOT everything was restored: %d problem(s), %d damaged region(s)\n", len(res.Problems), len(res.Damage))
+		if res.State != "" {
+			fmt.Fprintln(os.Stderr, "restore: a session applied with problems can be applied again (restore -r with an intact copy of its streams) while it is the last one applied")
+		}
 	}
 }

@@ -175,10 +175,13 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 		}
 		resuming := prog != nil && prog.Session == id
 		if opts.Cumulative {
-			skip, err := checkChain(saved, ss)
+			skip, again, err := checkChain(saved, ss)
 			if err != nil {
 				res.Sessions = append(res.Sessions, info)
 				return res, err
+			}
+			if again && !resuming {
+				info.Note = "applied again: it was applied incompletely before"
 			}
 			if skip && !resuming {
 				info.Skipped = true
@@ -235,41 +238,46 @@ func equalStrings(a, b []string) bool {
 
 // checkChain decides whether session ss can be applied on top of saved:
 // a level 0 session starts (or restarts) the chain; an incremental one
-// needs its base session in the chain. skip is set when ss was applied.
-func checkChain(saved *savedState, ss *sessionIn) (skip bool, err error) {
+// needs its base session in the chain. skip is set when ss was applied;
+// again when it was applied incompletely and is the last one, so that it
+// is applied once more (from intact streams, say) to complete it.
+func checkChain(saved *savedState, ss *sessionIn) (skip, again bool, err error) {
 	id := uuidString(ss.id)
 	h := ss.hdr
 	if saved == nil {
 		if h.Level != 0 || h.BaseSessionID != (stream.UUID{}) {
-			return false, fmt.Errorf("session %s is a level %d dump: a cumulative restore starts with a level 0 dump", id, h.Level)
+			return false, false, fmt.Errorf("session %s is a level %d dump: a cumulative restore starts with a level 0 dump", id, h.Level)
 		}
-		return false, nil
+		return false, false, nil
 	}
 	if saved.FSUUID != uuidString(h.FSUUID) {
-		return false, fmt.Errorf("session %s is of filesystem %s, but the restored tree is of %s", id, uuidString(h.FSUUID), saved.FSUUID)
+		return false, false, fmt.Errorf("session %s is of filesystem %s, but the restored tree is of %s", id, uuidString(h.FSUUID), saved.FSUUID)
 	}
-	for _, c := range saved.Chain {
+	for i, c := range saved.Chain {
 		if c.Session == id {
-			return true, nil
+			if c.Incomplete && i == len(saved.Chain)-1 {
+				return false, true, nil
+			}
+			return true, false, nil
 		}
 	}
 	if h.Level == 0 {
-		return false, nil
+		return false, false, nil
 	}
 	base := uuidString(h.BaseSessionID)
 	for _, c := range saved.Chain {
 		if c.Session == base {
 			if c.Level >= h.Level {
-				return false, fmt.Errorf("session %s (level %d) is based on session %s of level %d", id, h.Level, base, c.Level)
+				return false, false, fmt.Errorf("session %s (level %d) is based on session %s of level %d", id, h.Level, base, c.Level)
 			}
-			return false, nil
+			return false, false, nil
 		}
 	}
 	var have []string
 	for _, c := range saved.Chain {
 		have = append(have, fmt.Sprintf("%s (level %d)", c.Session, c.Level))
 	}
-	return false, fmt.Errorf("session %s (level %d) is based on session %s, which is not in the applied chain %v: apply the missing sessions first", id, h.Level, base, have)
+	return false, false, fmt.Errorf("session %s (level %d) is based on session %s, which is not in the applied chain %v: apply the missing sessions first", id, h.Level, base, have)
 }
 
 // run applies one session.
@@ -287,12 +295,13 @@ type run struct {
 	tree      *tree
 	synthetic map[uint64]bool
 
-	hookMu   sync.Mutex
-	mu       sync.Mutex // guards res.Problems and the maps below
-	seen     map[uint64]bool
-	restored map[uint64]savedFile
-	carried  map[uint64]bool // cumulative: files kept from earlier sessions
-	lost     map[uint64]string
+	hookMu     sync.Mutex
+	mu         sync.Mutex // guards res.Problems, incomplete and the maps below
+	incomplete bool       // a problem or damage: the session may be applied again
+	seen       map[uint64]bool
+	restored   map[uint64]savedFile
+	carried    map[uint64]bool // cumulative: files kept from earlier sessions
+	lost       map[uint64]string
 
 	files, bytes, links atomic.Int64
 	filesDone           *atomic.Int64 // all sessions, for the progress bar
@@ -305,6 +314,7 @@ func (r *run) problem(path string, ino uint64, format string, a ...any) {
 	p := Problem{Path: path, Ino: ino, Reason: fmt.Sprintf(format, a...)}
 	r.mu.Lock()
 	r.res.Problems = append(r.res.Problems, p)
+	r.incomplete = true
 	r.mu.Unlock()
 }
 
@@ -416,6 +426,7 @@ func (r *run) apply(ctx context.Context) (*savedState, error) {
 		for _, d := range w.st.r.Damage() {
 			msg := d.Error()
 			r.res.Damage = append(r.res.Damage, msg)
+			r.incomplete = true
 			for _, ino := range d.Inos {
 				if _, ok := r.lost[ino]; !ok {
 					r.lost[ino] = msg
@@ -607,7 +618,7 @@ func (r *run) newState() *savedState {
 	tr := r.tree
 	st := &savedState{FSUUID: uuidString(r.ss.hdr.FSUUID), Root: tr.root}
 	h := r.ss.hdr
-	entry := chainEntry{Session: uuidString(r.ss.id), Level: h.Level, Created: h.Created, Label: h.SessionLabel}
+	entry := chainEntry{Session: uuidString(r.ss.id), Level: h.Level, Created: h.Created, Label: h.SessionLabel, Incomplete: r.incomplete}
 	if h.BaseSessionID != (stream.UUID{}) {
 		entry.Base = uuidString(h.BaseSessionID)
 	}

@@ -156,6 +156,10 @@ type chainEntry struct {
 	Base    string
 	Created time.Time
 	Label   string
+	// Incomplete: applied with problems (a damaged or partial copy of
+	// its streams, things the destination refused); while it is the last
+	// session of the chain it can be applied again to complete it.
+	Incomplete bool
 }
 
 type savedDir struct {
