@@ -272,13 +272,20 @@ func walkPop(n *popNode, fn func(n, parent *popNode) error) error {
 // assignAGs places directories on AGs in turn, as the kernel's inode
 // allocator rotates new directories across AGs, and every other inode in
 // its directory's AG. It returns the number of inodes (the root aside)
-// placed in each AG.
+// placed in each AG. It also clears what an earlier run on the tree set
+// (a sizing run's tree is populated again): inode numbers are all
+// assigned afresh, mappings and inherited flags are not.
 func (p *populator) assignAGs(root *popNode) []int {
 	need := make([]int, p.sb.AGCount)
 	rotor := uint32(0)
 	root.agno, _ = p.sb.InoToAG(root.ino)
 	walkPop(root, func(n, parent *popNode) error {
-		if parent == nil || n.inode != nil {
+		if n.inode != nil {
+			return nil
+		}
+		n.ext = n.ext[:0]
+		n.flags, n.flags2, n.projid, n.extsize, n.cowextsize = 0, 0, 0, 0, 0
+		if parent == nil {
 			return nil
 		}
 		if n.isDir() {

@@ -352,7 +352,6 @@ func (s *Sizer) try(c simCopy, size int64) *Trial {
 		t.Err = err
 		return t
 	}
-	resetTree(c.tree)
 	stats, err := populate(dev, c.tree, &PopulateOptions{Now: s.now, sim: c.sim})
 	if err != nil {
 		t.Err = err
@@ -369,7 +368,8 @@ func (s *Sizer) try(c simCopy, size int64) *Trial {
 }
 
 // resetTree clears what a populate run assigned to the tree (inode
-// numbers, AGs, mappings, inherited flags), so it can run again.
+// numbers, AGs, mappings, inherited flags), so it can run again. (A
+// sizing run needs no reset first: populate clears or sets all of it.)
 func resetTree(t *popTree) {
 	walkPop(t.root, func(n, parent *popNode) error {
 		n.ino, n.agno, n.ext = 0, 0, n.ext[:0]
@@ -400,7 +400,7 @@ func (t *popTree) clone(sim *popSim) (*popTree, *popSim) {
 		d := &nodes[0]
 		nodes = nodes[1:]
 		// What the scan found, field by field: a run on the tree may be
-		// writing the rest meanwhile, which resetTree clears anyway.
+		// writing the rest meanwhile, which populate clears anyway.
 		d.name, d.src, d.mode, d.uid, d.gid = n.name, n.src, n.mode, n.uid, n.gid
 		d.atime, d.mtime, d.ctime = n.atime, n.mtime, n.ctime
 		d.rdev, d.target, d.xattrs = n.rdev, n.target, n.xattrs

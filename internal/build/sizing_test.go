@@ -225,7 +225,7 @@ func TestAutoSizeIsMkfsChoice(t *testing.T) {
 // set. Copying names them one by one (a run on the tree may be writing
 // the others meanwhile), so a new field must be added there too.
 func TestCloneCopiesScanFields(t *testing.T) {
-	// Set by runs and cleared by resetTree; links and kids are copied
+	// Set by runs (populate clears them first); links and kids are copied
 	// as structure.
 	skip := map[string]bool{"ino": true, "agno": true, "ext": true, "flags": true, "flags2": true,
 		"projid": true, "extsize": true, "cowextsize": true, "kids": true, "inode": true}
