@@ -388,6 +388,18 @@ func (s *Superblock) Verify(sectorBuf []byte, where string) error {
 		}
 	}
 	if v == 5 {
+		// The kernel mounts no v5 filesystem without these bits of the
+		// older feature words, nor with the never supported shared bit;
+		// xfs_repair rejects such a superblock too. Accepting it would let
+		// growfs copy it into every secondary, leaving nothing to recover.
+		const v5Vers = SBVersionNlinkBit | SBVersionAlignBit | SBVersionLogV2 | SBVersionExtFlg | SBVersionDirV2 | SBVersionMoreBits
+		if s.VersionNum&v5Vers != v5Vers || s.VersionNum&SBVersionShared != 0 {
+			return c("versionnum", "0x%04x: a v5 filesystem has bits 0x%04x set and 0x%04x clear", s.VersionNum, v5Vers, SBVersionShared)
+		}
+		const v5F2 = SBF2LazySBCount | SBF2Attr2 | SBF2ProjID32 | SBF2CRC
+		if s.Features2&v5F2 != v5F2 {
+			return c("features2", "0x%08x: a v5 filesystem has bits 0x%08x set", s.Features2, v5F2)
+		}
 		if s.FeaturesIncompat&^uint32(IncompatKnown) != 0 {
 			return c("features_incompat", "unknown incompatible features 0x%x", s.FeaturesIncompat&^uint32(IncompatKnown))
 		}
