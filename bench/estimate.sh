@@ -37,7 +37,7 @@ done
 best() { sort -n -k"$2" "$work/$1" | head -1 | awk -v k="$2" '{print $k}'; }
 ow=$(best ours 1); oc=$(best ours 2); tw=$(best theirs 1); tc=$(best theirs 2)
 entries=$(find "$src" | wc -l)
-echo "source: $src ($entries entries, $(du -sm "$src" | cut -f1) MiB)"
+echo "source: $src ($entries entries, $(du -sm "$src" | cut -f1) MiB); load average $(cut -d' ' -f1-3 /proc/loadavg) (others' work slows the two-core parts most)"
 echo "figures: $(cat "$work/ours.out")  |  xfs_estimate: $(cat "$work/theirs.out")"
 bin/estimate --json "$src" | grep -E '"(bytes|free_blocks|sizing_runs|mkfs_auto_fits)"' | tr -d ' \n'; echo
 ratio() { if [ "$(echo "$2 > 0" | bc)" = 1 ]; then printf '%.2fx' "$(echo "$1 / $2" | bc -l)"; else echo "n/a (xfs_estimate under the timer's resolution)"; fi; }
