@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"xfskit/internal/build"
 	"xfskit/internal/image"
@@ -165,6 +166,9 @@ func Grow(dev image.Device, o Options) (*Result, error) {
 		return nil, fmt.Errorf("%s: the filesystem has a realtime section: %w", name, ErrUnsupported)
 	case sb.AGBlocks < MinAGBlocks || sb.AGCount == 0:
 		return nil, fmt.Errorf("%s: superblock: %d AGs of %d blocks: %w", name, sb.AGCount, sb.AGBlocks, ErrCorrupt)
+	}
+	if err := checkSecondaries(fs); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	st, err := xlog.Find(fs)
 	if err != nil {
@@ -362,6 +366,42 @@ func (r *Result) Report(w io.Writer, name string) error {
 	}
 	if r.NewIMaxPct != r.OldIMaxPct {
 		fmt.Fprintf(w, "inode max percent %s from %d to %d\n", verb, r.OldIMaxPct, r.NewIMaxPct)
+	}
+	return nil
+}
+
+// checkSecondaries refuses a primary superblock that the secondaries of
+// AGs 1 and 2 (those that read back valid) all contradict on the fields
+// every copy shares: growing writes the primary into every secondary,
+// which would erase the copies xfs_repair recovers a damaged primary
+// from. One disagreeing secondary next to one that agrees is the damaged
+// one, and growing rewrites it.
+func checkSecondaries(fs *xfs.FS) error {
+	sb := fs.SB
+	var diffs []string
+	diffAG := uint32(0)
+	for ag := uint32(1); ag < sb.AGCount && ag <= 2; ag++ {
+		buf, err := fs.ReadAGHeader(ag, 0)
+		if err != nil {
+			return fmt.Errorf("AG %d superblock: %w", ag, err)
+		}
+		s, err := ondisk.DecodeSuperblock(buf)
+		if err == nil {
+			err = s.Verify(buf, fmt.Sprintf("AG %d", ag))
+		}
+		if err != nil {
+			continue // damaged itself: growing rewrites it
+		}
+		d := ondisk.SharedDiffs(sb, s)
+		if len(d) == 0 {
+			return nil
+		}
+		if diffs == nil {
+			diffs, diffAG = d, ag
+		}
+	}
+	if diffs != nil {
+		return fmt.Errorf("the primary superblock disagrees with the secondary of AG %d (primary/secondary: %s): %w", diffAG, strings.Join(diffs, ", "), ErrCorrupt)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package grow
 
 import (
 	"os"
+	"strings"
 	"testing"
 
 	"xfskit/ondisk"
@@ -49,6 +50,67 @@ func TestBadPrimaryFeatureBitsRefused(t *testing.T) {
 			}
 			if len(dev.over) != written || dev.size != int64(len(base)) {
 				t.Errorf("refused, but %d sectors written, size %d", len(dev.over)-written, dev.size)
+			}
+		})
+	}
+}
+
+// TestPrimaryContradictedBySecondaries: a primary superblock that passes
+// its own checks but that the secondaries contradict on a field every copy
+// shares (realtime extent size, bitmap blocks: xfs_repair recovers such a
+// primary from a secondary) is refused, nothing written; growing would
+// copy it into every secondary, after which xfs_repair found no valid
+// superblock. A damaged secondary next to one that agrees with the primary
+// does not stop the grow (it is rewritten).
+func TestPrimaryContradictedBySecondaries(t *testing.T) {
+	img := mkfs(t, 64<<20)
+	base, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := superblock(t, img)
+	if sb.AGCount < 3 {
+		t.Fatalf("want at least 3 AGs, have %d", sb.AGCount)
+	}
+	opts := Options{Data: true, ExtendTo: int64(sb.DBlocks+2*uint64(sb.AGBlocks)) * int64(sb.BlockSize), IMaxPct: -1}
+	damage := func(dev *memDev, ag uint32, set func(*ondisk.Superblock)) {
+		off := int64(sb.AGBToDaddr(ag, 0)) << ondisk.BBShift
+		buf := make([]byte, sb.SectSize)
+		dev.ReadAt(buf, off)
+		s, err := ondisk.DecodeSuperblock(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		set(s)
+		s.Encode(buf)
+		ondisk.SetCRC(buf, ondisk.SBCRCOff)
+		dev.WriteAt(buf, off)
+	}
+	for _, c := range []struct {
+		name string
+		set  func(*ondisk.Superblock)
+	}{
+		{"rextsize", func(s *ondisk.Superblock) { s.RExtSize = 5 }},
+		{"rbmblocks", func(s *ondisk.Superblock) { s.RBMBlocks = 9 }},
+		{"logblocks", func(s *ondisk.Superblock) { s.LogBlocks-- }},
+	} {
+		t.Run("primary "+c.name, func(t *testing.T) {
+			dev := newMemDev(base)
+			damage(dev, 0, c.set)
+			written := len(dev.over)
+			_, err := Grow(dev, opts)
+			if err == nil || !strings.Contains(err.Error(), c.name) {
+				t.Fatalf("grow: %v", err)
+			}
+			if len(dev.over) != written || dev.size != int64(len(base)) {
+				t.Errorf("refused, but %d sectors written, size %d", len(dev.over)-written, dev.size)
+			}
+		})
+		t.Run("secondary "+c.name, func(t *testing.T) {
+			dev := newMemDev(base)
+			damage(dev, 1, c.set)
+			if _, err := Grow(dev, opts); err != nil {
+				t.Fatalf("a damaged secondary of AG 1 (AG 2 agrees with the primary): %v", err)
 			}
 		})
 	}
