@@ -86,10 +86,7 @@ func popScanDir(dir string) (*popTree, error) {
 // so that its entries can be looked up by name alone.
 func popReadDirNames(dir string, b *popScanBufs) ([]string, int, error) {
 	// O_NOATIME where permitted: reading the source must not change it.
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.EPERM) {
-		fd, err = unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	}
+	fd, err := popOpen(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, -1, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
@@ -141,7 +138,7 @@ func popReadEntry(n *popNode, dirfd int, path, name string, st *unix.Stat_t, b *
 	switch typ {
 	case unix.S_IFDIR, unix.S_IFREG, unix.S_IFIFO, unix.S_IFSOCK:
 	case unix.S_IFLNK:
-		target, err := os.Readlink(path)
+		target, err := popReadlink(dirfd, name, path)
 		if err != nil {
 			return nil, err
 		}
@@ -170,11 +167,11 @@ func popReadEntry(n *popNode, dirfd int, path, name string, st *unix.Stat_t, b *
 // directory open as dirfd) without following symlinks, in name order,
 // converted to XFS's form. Attributes XFS cannot hold are reported as
 // warnings and skipped.
-func popReadXattrs(dirfd int, name, path string, b *popScanBufs) ([]pack.Xattr, []string, error) {
+func popReadXattrs(dirfd int, entry, path string, b *popScanBufs) ([]pack.Xattr, []string, error) {
 	var names []byte
 	// Asking for the size first costs nothing for the many entries
 	// without attributes (no buffer to allocate and clear).
-	size, err := popListXattrs(dirfd, name, path, nil, b)
+	size, err := popListXattrs(dirfd, entry, path, nil, b)
 	for err == nil && size > 0 {
 		var buf []byte
 		if b != nil && size <= 64<<10 {
@@ -186,7 +183,7 @@ func popReadXattrs(dirfd int, name, path string, b *popScanBufs) ([]pack.Xattr, 
 			buf = make([]byte, size)
 		}
 		var n int
-		n, err = popListXattrs(dirfd, name, path, buf, b)
+		n, err = popListXattrs(dirfd, entry, path, buf, b)
 		if errors.Is(err, unix.ERANGE) && size < 1<<24 {
 			size, err = size*2, nil // grown meanwhile
 			continue
@@ -222,7 +219,7 @@ func popReadXattrs(dirfd int, name, path string, b *popScanBufs) ([]pack.Xattr, 
 			name == "trusted."+ondisk.SGIACLDefault && have["system.posix_acl_default"] {
 			continue
 		}
-		v, err := popGetXattr(path, name)
+		v, err := popGetXattr(popEntryPath(dirfd, entry, path), name)
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed meanwhile
 		}
@@ -253,7 +250,7 @@ func popListXattrs(dirfd int, name, path string, buf []byte, b *popScanBufs) (in
 	}
 	// Older kernels (ENOSYS), seccomp filters, or a real error, which
 	// llistxattr reports again.
-	return unix.Llistxattr(path, buf)
+	return unix.Llistxattr(popEntryPath(dirfd, name, path), buf)
 }
 
 // popListxattrat calls listxattrat(2) without following a final symlink;

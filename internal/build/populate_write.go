@@ -92,10 +92,7 @@ func (p *populator) copyFile(n *popNode) error {
 		return p.placeData(n, p.o.sim.ranges(n, &p.simRange), nil)
 	}
 	// Raw descriptors: os.File would register each with the poller.
-	fd, err := unix.Open(n.src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.EPERM) {
-		fd, err = unix.Open(n.src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	}
+	fd, err := popOpen(n.src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: n.src, Err: err}
 	}
