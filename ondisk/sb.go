@@ -403,11 +403,12 @@ func (s *Superblock) Verify(sectorBuf []byte, where string) error {
 		if s.FeaturesIncompat&^uint32(IncompatKnown) != 0 {
 			return c("features_incompat", "unknown incompatible features 0x%x", s.FeaturesIncompat&^uint32(IncompatKnown))
 		}
-		// A zero alignment is legal (mkfs.xfs writes it when a block holds
-		// a whole chunk, e.g. 64 KiB blocks); otherwise it must divide the
-		// inode chunk alignment.
-		if s.HasSpinodes() && s.SpinoAlign != 0 && (s.SpinoAlign > s.InoAlignMt || s.InoAlignMt%s.SpinoAlign != 0) {
-			return c("spino_align", "%d invalid with inode alignment %d", s.SpinoAlign, s.InoAlignMt)
+		// Sparse inode chunks are aligned to the inode cluster: 8 KiB of
+		// 256-byte inodes, scaled by the inode size, in blocks (0 when a
+		// block holds a whole cluster, e.g. 64 KiB blocks). The kernel
+		// mounts nothing else.
+		if want := uint32(8192*uint64(s.InodeSize)/256) >> s.BlockLog; s.HasSpinodes() && s.SpinoAlign != want {
+			return c("spino_align", "%d, the inode cluster size gives %d", s.SpinoAlign, want)
 		}
 	}
 	return nil

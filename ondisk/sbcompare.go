@@ -46,3 +46,29 @@ func SharedDiffs(p, s *Superblock) []string {
 	d("features_incompat", uint64(p.FeaturesIncompat&^IncompatNeedsRepair), uint64(s.FeaturesIncompat&^IncompatNeedsRepair))
 	return out
 }
+
+// FieldProblems returns what is wrong with the stripe and realtime fields,
+// which Verify leaves alone but the kernel refuses to mount with: a stripe
+// unit and width that are not both set or not multiples, a stripe unit
+// without the data alignment bit, realtime sizes without a realtime
+// section (or a section without them), a realtime extent size out of
+// range.
+func (s *Superblock) FieldProblems() []string {
+	var out []string
+	if (s.Unit == 0) != (s.Width == 0) || s.Unit != 0 && s.Width%s.Unit != 0 {
+		out = append(out, fmt.Sprintf("stripe width %d is not a multiple of stripe unit %d", s.Width, s.Unit))
+	}
+	if s.Unit != 0 && s.VersionNum&SBVersionDAlign == 0 {
+		out = append(out, fmt.Sprintf("stripe unit %d set without the data alignment feature bit", s.Unit))
+	}
+	if s.RBlocks != 0 && (s.RExtents == 0 || s.RBMBlocks == 0) {
+		out = append(out, fmt.Sprintf("rblocks %d without realtime extents or bitmap (rextents %d, rbmblocks %d)", s.RBlocks, s.RExtents, s.RBMBlocks))
+	}
+	if s.RBlocks == 0 && (s.RExtents != 0 || s.RBMBlocks != 0 || s.RExtSLog != 0 || s.FRExtents != 0) {
+		out = append(out, fmt.Sprintf("realtime fields set (rextents %d, rbmblocks %d, rextslog %d, frextents %d) without a realtime device", s.RExtents, s.RBMBlocks, s.RExtSLog, s.FRExtents))
+	}
+	if rt := uint64(s.RExtSize) * uint64(s.BlockSize); s.RExtSize == 0 || rt > 1<<30 {
+		out = append(out, fmt.Sprintf("realtime extent size %d blocks is out of range", s.RExtSize))
+	}
+	return out
+}

@@ -12,13 +12,14 @@ import (
 
 // TestSuperblockV5FeatureBits: a v5 superblock missing one of the bits of
 // the older feature words that every v5 filesystem has, or with the shared
-// bit, is rejected as the kernel (mount) and xfs_repair reject it; what
-// mkfs.xfs writes (512-byte and 4 KiB sectors, where the sector bit is set)
-// passes. Before, such a primary passed, and growfs copied it into every
+// bit, or whose sparse inode alignment is not the inode cluster size, is
+// rejected as the kernel (mount) and xfs_repair reject it; what mkfs.xfs
+// writes (512-byte and 4 KiB sectors, where the sector bit is set, 1 KiB
+// to 64 KiB blocks, 2 KiB inodes) passes. Before, such a primary passed, and growfs copied it into every
 // secondary: xfs_repair then found no valid superblock at all.
 func TestSuperblockV5FeatureBits(t *testing.T) {
 	oracle.Require(t, oracle.Tools)
-	for _, opts := range [][]string{nil, {"-s", "size=4096"}, {"-n", "version=ci"}} {
+	for _, opts := range [][]string{nil, {"-s", "size=4096"}, {"-n", "version=ci"}, {"-b", "size=1024"}, {"-i", "size=2048"}, {"-b", "size=65536"}} {
 		img := oracle.Mkfs(t, "300m", opts...)
 		sb, err := ondisk.DecodeSuperblock(readAt(t, img, 0, 512))
 		if err != nil {
@@ -40,6 +41,8 @@ func TestSuperblockV5FeatureBits(t *testing.T) {
 		{"versionnum", func(s *ondisk.Superblock) { s.VersionNum |= ondisk.SBVersionShared }},
 		{"features2", func(s *ondisk.Superblock) { s.Features2 &^= ondisk.SBF2CRC }},
 		{"features2", func(s *ondisk.Superblock) { s.Features2 &^= ondisk.SBF2LazySBCount }},
+		{"spino_align", func(s *ondisk.Superblock) { s.SpinoAlign = 0 }},
+		{"spino_align", func(s *ondisk.Superblock) { s.SpinoAlign *= 2 }},
 	} {
 		sb, err := ondisk.DecodeSuperblock(orig)
 		if err != nil {

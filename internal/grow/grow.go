@@ -167,6 +167,9 @@ func Grow(dev image.Device, o Options) (*Result, error) {
 	case sb.AGBlocks < MinAGBlocks || sb.AGCount == 0:
 		return nil, fmt.Errorf("%s: superblock: %d AGs of %d blocks: %w", name, sb.AGCount, sb.AGBlocks, ErrCorrupt)
 	}
+	if p := sb.FieldProblems(); len(p) > 0 {
+		return nil, fmt.Errorf("%s: superblock: %s: %w", name, strings.Join(p, "; "), ErrCorrupt)
+	}
 	if err := checkSecondaries(fs); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

@@ -115,3 +115,46 @@ func TestPrimaryContradictedBySecondaries(t *testing.T) {
 		})
 	}
 }
+
+// TestBadPrimaryFieldsRefused: stripe and realtime fields the kernel
+// refuses to mount with are refused before anything is written (growing
+// used to copy them into every secondary superblock, leaving xfs_repair
+// no valid one).
+func TestBadPrimaryFieldsRefused(t *testing.T) {
+	img := mkfs(t, 64<<20)
+	base, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := superblock(t, img)
+	opts := Options{Data: true, ExtendTo: int64(sb.DBlocks+2*uint64(sb.AGBlocks)) * int64(sb.BlockSize), IMaxPct: -1}
+	for _, c := range []struct {
+		name string
+		set  func(*ondisk.Superblock)
+	}{
+		{"stripe unit", func(s *ondisk.Superblock) { s.Unit = 3 }},
+		{"stripe width", func(s *ondisk.Superblock) { s.Width = 5 }},
+		{"realtime fields", func(s *ondisk.Superblock) { s.FRExtents = 10 }},
+		{"realtime fields", func(s *ondisk.Superblock) { s.RExtSLog = 3 }},
+		{"realtime extent size", func(s *ondisk.Superblock) { s.RExtSize = 2000000 }},
+	} {
+		dev := newMemDev(base)
+		buf := make([]byte, sb.SectSize)
+		dev.ReadAt(buf, 0)
+		bad, err := ondisk.DecodeSuperblock(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.set(bad)
+		bad.Encode(buf)
+		ondisk.SetCRC(buf, ondisk.SBCRCOff)
+		dev.WriteAt(buf, 0)
+		written := len(dev.over)
+		if _, err := Grow(dev, opts); err == nil || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("%s: %v", c.name, err)
+		}
+		if len(dev.over) != written || dev.size != int64(len(base)) {
+			t.Errorf("%s: refused, but %d sectors written, size %d", c.name, len(dev.over)-written, dev.size)
+		}
+	}
+}
