@@ -5,12 +5,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -116,6 +119,20 @@ func main() {
 						bar.Finish()
 					}
 				}
+			}
+			// Ctrl-C stops the grow and rolls it back (the undo journal
+			// would otherwise wait for the next run); a signal ignored
+			// from the start (nohup) stays ignored.
+			var sigs []os.Signal
+			for _, sg := range []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP} {
+				if !signal.Ignored(sg) {
+					sigs = append(sigs, sg)
+				}
+			}
+			if len(sigs) > 0 { // none would mean every signal
+				ctx, stop := signal.NotifyContext(context.Background(), sigs...)
+				defer stop()
+				o.Stop = ctx.Done()
 			}
 			res, err := grow.Run(args[0], o)
 			if err != nil {

@@ -28,6 +28,7 @@ var (
 	ErrMounted     = errors.New("the filesystem is mounted: use xfs_growfs on the mount point, or unmount it first")
 	ErrCorrupt     = errors.New("the filesystem is damaged: run check or xfs_repair first")
 	ErrTooLarge    = errors.New("larger than the image or device")
+	ErrInterrupted = errors.New("interrupted")
 )
 
 // MinAGBlocks is the smallest last AG growfs adds (XFS_MIN_AG_BLOCKS):
@@ -61,6 +62,9 @@ type Options struct {
 	NoAtomic bool
 	// Progress, if set, is called as the work advances.
 	Progress func(done, total int)
+	// Stop, when closed (Ctrl-C), makes Run stop writing and roll back:
+	// it returns ErrInterrupted with the image as it was.
+	Stop <-chan struct{}
 }
 
 // Result describes what was (or, for a dry run, would be) done.
@@ -118,20 +122,56 @@ func Run(path string, o Options) (*Result, error) {
 	} else if dev, err = image.OpenWrite(path, !o.NoAtomic); err != nil {
 		return nil, err
 	}
+	if o.Stop != nil && !o.DryRun {
+		dev = stoppable{dev, o.Stop}
+	}
 	res, err := Grow(dev, o)
 	if err == nil && !o.DryRun {
-		err = dev.Commit()
+		if err = stopped(o.Stop); err == nil {
+			err = dev.Commit()
+		} else {
+			err = fmt.Errorf("%s: %w", path, err)
+		}
 	}
 	if err != nil {
 		// An undo device rolls back what it wrote; in place, nothing
 		// can be undone (and nothing is written before the checks).
-		if rerr := dev.Rollback(); rerr != nil && !errors.Is(rerr, image.ErrNotAtomic) {
+		rerr := dev.Rollback()
+		switch {
+		case errors.Is(err, ErrInterrupted) && rerr == nil:
+			err = fmt.Errorf("%w: the image is unchanged", err)
+		case errors.Is(err, ErrInterrupted) && errors.Is(rerr, image.ErrNotAtomic):
+			err = fmt.Errorf("%w with --atomic=no: the filesystem may be left half grown; run check", err)
+		case rerr != nil && !errors.Is(rerr, image.ErrNotAtomic):
 			err = errors.Join(err, rerr)
 		}
 		dev.Close()
 		return nil, err
 	}
 	return res, dev.Close()
+}
+
+// stoppable fails every write once stop is closed, so that an interrupted
+// grow ends at its next write and is rolled back.
+type stoppable struct {
+	image.TxDevice
+	stop <-chan struct{}
+}
+
+func (s stoppable) WriteAt(p []byte, off int64) (int, error) {
+	if err := stopped(s.stop); err != nil {
+		return 0, err
+	}
+	return s.TxDevice.WriteAt(p, off)
+}
+
+func stopped(stop <-chan struct{}) error {
+	select {
+	case <-stop:
+		return ErrInterrupted
+	default:
+		return nil
+	}
 }
 
 // readOnly is a TxDevice for dry runs: it never commits anything.
