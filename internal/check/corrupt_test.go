@@ -61,6 +61,10 @@ var corruptions = []corruption{
 	{name: "dir-block-crc", form: oracle.FormDirBlock, cmds: []string{"inode $INO", "dblock 0", "write -c bhdr.hdr.magic 0"}, want: "dir"},
 	{name: "dir-short-entry", path: "forms/dirs/short", cmds: []string{"inode $INO", "write -d u3.sfdir3.list[0].inumber.i4 12345"}, want: "dir"},
 	{name: "dir-short-parent", path: "forms/dirs/empty", cmds: []string{"inode $INO", "write -d u3.sfdir3.hdr.parent.i4 12345"}, want: "dir"},
+	// The leaf and node blocks of a directory: xfs_db's dblock 8388608 is
+	// the leaf space's first block (32 GiB / 4 KiB directory blocks).
+	{name: "dir-node-lsn", form: oracle.FormDirNode, cmds: []string{"inode $INO", "dblock 8388608", "write -d nhdr.info.lsn 0x7fff000000000001"}, want: "ahead of the log"},
+	{name: "dir-leaf-lsn", form: oracle.FormDirLeaf, cmds: []string{"inode $INO", "dblock 8388608", "write -d lhdr.info.lsn 0x7fff000000000001"}, want: "ahead of the log"},
 	{name: "nlink", form: oracle.FormFileEmpty, cmds: []string{"inode $INO", "write -d core.nlinkv2 7"}, want: "link"},
 }
 

@@ -71,6 +71,9 @@ func (d *dirIdx) read(l uint64, st string) (buf []byte, fsb uint64, ok bool, err
 		d.f.addErr(-1, err)
 		return nil, 0, false, nil
 	}
+	if l >= d.leafDA {
+		d.c.noteBlockLSN(d.ip.Ino, fsb, buf) // data blocks: the engine's ReadDir did
+	}
 	return buf, fsb, true, nil
 }
 

@@ -242,6 +242,9 @@ func (w *daWalk) visit(blk uint64, want, depth int, parentFSB int64) (last uint3
 			w.fail(parentFSB, err)
 			return 0, false
 		}
+		if w.kind == "dir" { // attribute blocks: the engine's attribute reads did
+			w.c.noteBlockLSN(w.ip.Ino, fsb, buf)
+		}
 	}
 	daddr := w.c.sb.FSBToDaddr(fsb)
 	switch ondisk.DAMagic(buf) {

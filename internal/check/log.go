@@ -1,6 +1,8 @@
 package check
 
 import (
+	"encoding/binary"
+
 	"xfskit/internal/xlog"
 	"xfskit/ondisk"
 )
@@ -40,6 +42,17 @@ func (c *checker) checkLog() error {
 		return errStop{}
 	}
 	return nil
+}
+
+// noteBlockLSN passes the LSN of a file-owned metadata block the checker
+// reads itself (directory leaf, node and free blocks; the engine notes the
+// blocks it reads) to the same test as the engine's (fs.LSNHook).
+func (c *checker) noteBlockLSN(ino, fsb uint64, buf []byte) {
+	st := ondisk.StampOf(buf)
+	if c.fs.LSNHook == nil || !st.Ok || st.LSNOff < 0 || len(buf) < st.LSNOff+8 {
+		return
+	}
+	c.fs.LSNHook(ino, st.Name, c.sb.FSBToDaddr(fsb), binary.BigEndian.Uint64(buf[st.LSNOff:]))
 }
 
 // lsnAhead reports metadata stamped with a log sequence number the log has

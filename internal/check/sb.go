@@ -33,21 +33,14 @@ func (c *checker) checkSuperblocks() error {
 				c.r.agf(ag, "superblock", int64(p.AGToFSB(ag, 0)), "secondary %s = %d, primary has %d", field, a, b)
 			}
 		}
-		diff("blocksize", uint64(s.BlockSize), uint64(p.BlockSize))
-		diff("dblocks", s.DBlocks, p.DBlocks)
-		diff("agblocks", uint64(s.AGBlocks), uint64(p.AGBlocks))
-		diff("agcount", uint64(s.AGCount), uint64(p.AGCount))
-		diff("logstart", s.LogStart, p.LogStart)
-		diff("logblocks", uint64(s.LogBlocks), uint64(p.LogBlocks))
-		diff("inodesize", uint64(s.InodeSize), uint64(p.InodeSize))
-		diff("sectsize", uint64(s.SectSize), uint64(p.SectSize))
-		diff("features_ro_compat", uint64(s.FeaturesROCompat), uint64(p.FeaturesROCompat))
-		diff("features_incompat", uint64(s.FeaturesIncompat&^ondisk.IncompatNeedsRepair), uint64(p.FeaturesIncompat&^ondisk.IncompatNeedsRepair))
-		diff("dirblklog", uint64(s.DirBlkLog), uint64(p.DirBlkLog))
-		diff("inoalignmt", uint64(s.InoAlignMt), uint64(p.InoAlignMt))
-		if s.UUID != p.UUID {
-			c.r.agf(ag, "superblock", int64(p.AGToFSB(ag, 0)), "secondary UUID %s differs from primary %s", s.UUID, p.UUID)
+		// The fields every copy shares (growfs refuses a primary the
+		// secondaries contradict on the same list), and the size, which
+		// mkfs.xfs and the kernel's growfs write into every copy.
+		for _, d := range ondisk.SharedDiffs(p, s) {
+			c.r.agf(ag, "superblock", int64(p.AGToFSB(ag, 0)), "secondary differs from the primary (primary/secondary): %s", d)
 		}
+		diff("dblocks", s.DBlocks, p.DBlocks)
+		diff("agcount", uint64(s.AGCount), uint64(p.AGCount))
 	}
 	if buf, err := c.fs.ReadAGHeader(0, 0); err == nil {
 		c.checkSBFields(p, 0, buf)

@@ -10,11 +10,9 @@ func (c *checker) checkSBFields(s *ondisk.Superblock, agno uint32, sector []byte
 	f := func(format string, a ...any) {
 		c.r.agf(agno, "superblock", int64(c.sb.AGToFSB(agno, 0)), format, a...)
 	}
-	if (s.Unit == 0) != (s.Width == 0) || s.Unit != 0 && s.Width%s.Unit != 0 {
-		f("stripe width %d is not a multiple of stripe unit %d", s.Width, s.Unit)
-	}
-	if s.Unit != 0 && s.VersionNum&ondisk.SBVersionDAlign == 0 {
-		f("stripe unit %d set without the data alignment feature bit", s.Unit)
+	// Stripe and realtime fields, as growfs judges them before writing.
+	for _, p := range s.FieldProblems() {
+		f("%s", p)
 	}
 	if s.LogSectSize != 0 || s.LogSectLog != 0 {
 		l, ok := log2(uint64(s.LogSectSize))
@@ -33,17 +31,8 @@ func (c *checker) checkSBFields(s *ondisk.Superblock, agno uint32, sector []byte
 	if agno == 0 && s.InProgress != 0 {
 		f("inprogress is set: mkfs did not finish")
 	}
-	if s.RBlocks != 0 && (s.RExtents == 0 || s.RBMBlocks == 0) {
-		f("rblocks %d without realtime extents or bitmap (rextents %d, rbmblocks %d)", s.RBlocks, s.RExtents, s.RBMBlocks)
-	}
 	if agno == 0 && s.Flags != 0 {
 		f("sb_flags %#x are not zero", s.Flags)
-	}
-	if s.RBlocks == 0 && (s.RExtents != 0 || s.RBMBlocks != 0 || s.RExtSLog != 0 || s.FRExtents != 0) {
-		f("realtime fields set (rextents %d, rbmblocks %d, rextslog %d, frextents %d) without a realtime device", s.RExtents, s.RBMBlocks, s.RExtSLog, s.FRExtents)
-	}
-	if rt := uint64(s.RExtSize) * uint64(s.BlockSize); s.RExtSize == 0 || rt > 1<<30 {
-		f("realtime extent size %d blocks is out of range", s.RExtSize)
 	}
 	if s.VersionNum&ondisk.SBVersionQuotaBit == 0 {
 		for _, q := range []struct {
@@ -81,14 +70,8 @@ func (c *checker) checkSBFields(s *ondisk.Superblock, agno uint32, sector []byte
 	if s.Flags != 0 {
 		f("secondary sb_flags %#x are not zero", s.Flags)
 	}
-	// The kernel adds feature bits such as ATTR to the primary only.
-	const mayDiffer = ondisk.SBVersionAttrBit | ondisk.SBVersionNlinkBit | ondisk.SBVersionQuotaBit
-	if (s.VersionNum^p.VersionNum)&^mayDiffer != 0 {
-		f("secondary versionnum %#x differs from the primary's %#x", s.VersionNum, p.VersionNum)
-	}
-	if s.Features2 != p.Features2 {
-		f("secondary features2 %#x differs from the primary's %#x", s.Features2, p.Features2)
-	}
+	// versionnum and features2 are compared with the other shared fields
+	// (ondisk.SharedDiffs, checkSuperblocks).
 	// Log-incompat features are set and cleared in the primary while
 	// mounted; secondaries may lag (xfs_repair only resyncs them).
 	if s.FeaturesCompat != p.FeaturesCompat {
