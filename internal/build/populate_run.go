@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -43,10 +42,7 @@ func popLoad(o *Options, ti TargetInfo) (*popTree, error) {
 	var t *popTree
 	var err error
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		if err := popTargetInside(o, ti); err != nil {
-			return nil, err
-		}
-		t, err = popScanDir(o.Proto)
+		t, err = popScanDir(o.Proto, popTargetInode(o, ti))
 	} else {
 		t, err = popParseProto(o.Proto, popNow(o, &st))
 	}
@@ -177,16 +173,14 @@ func popAfterFormat(dev image.Device, t *popTree, o *Options, now time.Time, war
 	return nil
 }
 
-// popTargetInside refuses an existing target inside the -p directory,
-// which would copy the old image into the new one.
-func popTargetInside(o *Options, ti TargetInfo) error {
-	if !ti.Exists || ti.IsBlock {
+// popTargetInode returns the device and inode of an existing target file
+// for the scan to leave out: inside the -p directory, the old image would
+// be copied into the new one (GNU tar skips its own archive the same way).
+// The new image is written after the scan.
+func popTargetInode(o *Options, ti TargetInfo) *[2]uint64 {
+	var st unix.Stat_t
+	if !ti.Exists || ti.IsBlock || unix.Stat(o.Target, &st) != nil {
 		return nil
 	}
-	src, err1 := filepath.Abs(o.Proto)
-	dst, err2 := filepath.Abs(o.Target)
-	if err1 == nil && err2 == nil && strings.HasPrefix(dst, strings.TrimSuffix(src, "/")+"/") {
-		return usagef("the target %s lies inside the -p directory %s", o.Target, o.Proto)
-	}
-	return nil
+	return &[2]uint64{st.Dev, st.Ino}
 }

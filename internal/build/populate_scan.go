@@ -32,6 +32,7 @@ type popScanItem struct {
 
 // popScanQueue hands directories to the workers.
 type popScanQueue struct {
+	skip    *[2]uint64 // device and inode of a file left out (the target image)
 	mu      sync.Mutex
 	cond    *sync.Cond
 	dirs    []*popScanItem
@@ -39,7 +40,11 @@ type popScanQueue struct {
 }
 
 // popScan reads the tree rooted at dir with workers goroutines.
-func popScan(dir string, workers int) (*popTree, error) {
+func popScan(dir string, workers int) (*popTree, error) { return popScanSkip(dir, workers, nil) }
+
+// popScanSkip is popScan leaving out the file whose device and inode are
+// skip (if not nil), with a warning: the target image inside the tree.
+func popScanSkip(dir string, workers int, skip *[2]uint64) (*popTree, error) {
 	if real, err := filepath.EvalSymlinks(dir); err == nil {
 		dir = real // -p may name a symlink to the tree
 	}
@@ -56,7 +61,7 @@ func popScan(dir string, workers int) (*popTree, error) {
 		return nil, err
 	}
 	root := &popScanItem{n: n, warns: warns}
-	q := &popScanQueue{dirs: []*popScanItem{root}, pending: 1}
+	q := &popScanQueue{dirs: []*popScanItem{root}, pending: 1, skip: skip}
 	q.cond = sync.NewCond(&q.mu)
 	var wg sync.WaitGroup
 	for range max(workers, 1) {
@@ -91,7 +96,7 @@ func (q *popScanQueue) work() {
 		q.dirs = q.dirs[:len(q.dirs)-1]
 		q.mu.Unlock()
 
-		sub := popReadDirItem(d, &b)
+		sub := popReadDirItem(d, &b, q.skip)
 
 		q.mu.Lock()
 		q.dirs = append(q.dirs, sub...)
@@ -113,7 +118,7 @@ type popScanBufs struct {
 // popReadDirItem reads directory d's entries and returns its
 // subdirectories. Reading stops at the first entry that fails, as a
 // sequential walk would stop there.
-func popReadDirItem(d *popScanItem, b *popScanBufs) []*popScanItem {
+func popReadDirItem(d *popScanItem, b *popScanBufs, skip *[2]uint64) []*popScanItem {
 	names, dirfd, err := popReadDirNames(d.n.src, b)
 	if err != nil {
 		d.listErr = err
@@ -137,6 +142,11 @@ func popReadDirItem(d *popScanItem, b *popScanBufs) []*popScanItem {
 		if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			it.err = fmt.Errorf("%s: %w", p, err)
 			break
+		}
+		if skip != nil && st.Dev == skip[0] && st.Ino == skip[1] {
+			d.kids = d.kids[:len(d.kids)-1]
+			d.warns = append(d.warns, fmt.Sprintf("%s is the target image: not copied into itself", name))
+			continue
 		}
 		it.n = &nodes[i]
 		it.warns, it.err = popReadEntry(it.n, dirfd, p, name, &st, b)

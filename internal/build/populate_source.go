@@ -77,8 +77,8 @@ type popTree struct {
 // symlink targets and extended attributes (file data is read later,
 // while it is copied). Hard links are found by device and inode number.
 // The reading runs on every core (populate_scan.go).
-func popScanDir(dir string) (*popTree, error) {
-	return popScan(dir, popScanWorkers())
+func popScanDir(dir string, skip *[2]uint64) (*popTree, error) {
+	return popScanSkip(dir, popScanWorkers(), skip)
 }
 
 // popReadDirNames lists a directory's names sorted bytewise, and

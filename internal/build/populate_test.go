@@ -298,7 +298,7 @@ func TestPopulateIntoMkfsXFSImage(t *testing.T) {
 	}{{"default", nil}, {"1k-rmapbt", []string{"-b", "size=1024", "-m", "rmapbt=1"}}} {
 		t.Run(c.name, func(t *testing.T) {
 			img := oracle.Mkfs(t, "1g", c.opts...)
-			tree, err := popScanDir(src)
+			tree, err := popScanDir(src, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
