@@ -122,6 +122,10 @@ Exit status: 0 success, 1 error (or some inodes could not be dumped),
 			if !noProgress && !quiet {
 				o.Progress = dump.TerminalProgress()
 			}
+			// A closed pipe on -f - (dump -f - IMG | head) fails the write
+			// like any other, so the session is recorded as interrupted;
+			// the default SIGPIPE would kill dump mid-session.
+			signal.Ignore(syscall.SIGPIPE)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
 			start := time.Now()

@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,5 +141,37 @@ func TestCommandLine(t *testing.T) {
 	// Nothing to resume: a clear error, exit 1.
 	if _, e, code := clitest.Run(bin, "-R", "--inventory", inv, img); code != 1 || !strings.Contains(e, "no interrupted") {
 		t.Fatalf("-R with nothing to resume: exit %d: %s", code, e)
+	}
+}
+
+// TestBrokenPipe: a reader that goes away (dump -f - IMG | head) fails
+// the dump like any write error, exit 1, and the session is recorded as
+// interrupted instead of staying "in progress" after a SIGPIPE death.
+func TestBrokenPipe(t *testing.T) {
+	img := oracle.Corpus(t, oracle.CorpusOptions{})
+	bin := clitest.Build(t, ".", "dump")
+	inv := filepath.Join(t.TempDir(), "inv.db")
+	cmd := exec.Command(bin, "-z", "none", "--no-progress", "--inventory", inv, "-f", "-", img)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(out, make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "interrupted") {
+		t.Fatalf("dump into a closed pipe: %v (want exit 1), stderr %q", err, stderr.String())
+	}
+	o, e, code := clitest.Run(bin, "-I", "--json", "--inventory", inv)
+	if code != 0 || !strings.Contains(o, `"status": "interrupted"`) {
+		t.Fatalf("-I after the broken pipe: exit %d, %s %s", code, o, e)
 	}
 }

@@ -43,6 +43,8 @@ func TestCommandLine(t *testing.T) {
 		{"--owner", "no-such-user-xfskit", "-f", s, filepath.Join(dir, "d")},
 		{"-s", "../etc", "-f", s, filepath.Join(dir, "d")},
 		{"--bogus", "-f", s, filepath.Join(dir, "d")},
+		{"-f", s, "-f", s, filepath.Join(dir, "d")}, // the same stream twice
+		{"-f", "-", "-f", "-", filepath.Join(dir, "d")},
 	} {
 		if _, e, code := run(nil, bin, args...); code != 3 || e == "" {
 			t.Errorf("%q: exit %d (want 3), stderr %q", args, code, e)

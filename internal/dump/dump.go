@@ -171,11 +171,7 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 	defer fs.Close()
-	dbPath := opts.Inventory
-	if dbPath == "" {
-		dbPath = inventory.DefaultPath()
-	}
-	db, err := inventory.Open(dbPath)
+	db, err := openInventory(opts.Inventory)
 	if err != nil {
 		return nil, err
 	}

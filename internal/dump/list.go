@@ -103,10 +103,19 @@ func (o ListOptions) open() (*inventory.DB, inventory.Filter, error) {
 		}
 		f.FSUUID = id
 	}
-	path := o.Inventory
-	if path == "" {
-		path = inventory.DefaultPath()
-	}
-	db, err := inventory.Open(path)
+	db, err := openInventory(o.Inventory)
 	return db, f, err
+}
+
+// openInventory opens the inventory at path, or at the default place; a
+// default that cannot be made says how to choose another.
+func openInventory(path string) (*inventory.DB, error) {
+	if path != "" {
+		return inventory.Open(path)
+	}
+	db, err := inventory.Open(inventory.DefaultPath())
+	if err != nil {
+		return nil, fmt.Errorf("%w (the default inventory: give another with --inventory PATH)", err)
+	}
+	return db, nil
 }

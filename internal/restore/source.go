@@ -108,7 +108,7 @@ func expandSources(names []string) ([]string, error) {
 			}
 		}
 		if seen[n] {
-			return nil, fmt.Errorf("%s given twice", n)
+			return nil, usagef("%s given twice", n)
 		}
 		seen[n] = true
 		out = append(out, n)
@@ -148,7 +148,7 @@ func openSources(names []string, stdin io.Reader, counter *atomic.Int64, block i
 		s := &source{name: n, size: -1}
 		if n == "-" {
 			if stdinUsed {
-				return closeAll(out, errors.New("standard input given twice"))
+				return closeAll(out, usagef("standard input given twice"))
 			}
 			stdinUsed = true
 			if stdin == nil {
