@@ -106,7 +106,7 @@ func (c *checker) checkAG(agno uint32) error {
 		// The kernel empties the unlinked lists when it mounts; with a clean
 		// log, an inode left on one was lost (open-unlinked at a crash).
 		for i, ino := range info.agi.Unlinked {
-			if ino != ondisk.NullAGIno {
+			if ino != ondisk.NullAGIno && !c.opts.UnlinkedLists {
 				c.r.agf(agno, "AGI", hdrBlock, "unlinked bucket %d holds AG inode %d on a filesystem with a clean log", i, ino)
 			}
 		}

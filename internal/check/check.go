@@ -22,6 +22,11 @@ type Options struct {
 	Progress io.Writer
 	// Workers bounds parallel per-AG work (0: number of CPUs, at most 4).
 	Workers int
+	// UnlinkedLists accepts inodes on the AGI unlinked lists: a log
+	// replayed in memory leaves files deleted while open there for the
+	// kernel to free. The lists must be well formed: allocated inodes with
+	// no links, each in its bucket, no loops; their members need no name.
+	UnlinkedLists bool
 }
 
 // ErrNotXFS is returned when the primary superblock is unusable: nothing
@@ -128,6 +133,7 @@ func (c *checker) run() error {
 		{"AG headers and B-trees", c.checkAGs},
 		{"inodes", c.checkInodes},
 		{"free inodes", c.checkFreeInodes},
+		{"unlinked lists", c.checkUnlinkedLists},
 		{"directories", c.checkDirectories},
 		{"space map", c.checkSpace},
 		{"summary counters", c.checkCounters},

@@ -154,7 +154,9 @@ func (c *checker) checkTree(g *dirGraph) {
 			continue
 		}
 		if !t.reached && !special[ino] {
-			c.r.inof(ino, "inode", "not reachable from the root directory (disconnected)")
+			if !t.onList { // an unlinked list's members have no name
+				c.r.inof(ino, "inode", "not reachable from the root directory (disconnected)")
+			}
 			continue
 		}
 		if special[ino] {

@@ -20,6 +20,10 @@ type inodeInfo struct {
 	subdirs uint32
 	parent  uint64 // ".." of a directory
 	reached bool
+	// nextUnlinked is the inode's next_unlinked (Options.UnlinkedLists);
+	// onList: an AGI unlinked list holds it.
+	nextUnlinked uint32
+	onList       bool
 }
 
 // checkInodes walks every allocated inode in inode order: verifies the core
@@ -55,6 +59,7 @@ func (c *checker) checkInodes() error {
 		c.checkInodeFields(ip)
 		info.mode = ip.Mode
 		info.nlink = ip.Links()
+		info.nextUnlinked = ip.NextUnlinked
 		info.ok = true
 		switch {
 		case ip.IsDir():

@@ -68,10 +68,17 @@ type Result struct {
 // LeftToKernel lists what InMemory left for the kernel's recovery to
 // finish ("2 EFI", "1 unlinked list of inodes deleted while open", ...).
 func (r *Result) LeftToKernel() []string {
-	left := slices.Clone(r.Unfinished)
+	left := r.AccountingLeft()
 	if r.UnlinkedInodes > 0 {
 		left = append(left, fmt.Sprintf("%d unlinked lists of inodes deleted while open", r.UnlinkedInodes))
 	}
+	return left
+}
+
+// AccountingLeft is the part of LeftToKernel that leaves the free-space,
+// reverse-mapping, reference-count or quota accounting unfinished.
+func (r *Result) AccountingLeft() []string {
+	left := slices.Clone(r.Unfinished)
 	if r.QuotaSkipped > 0 {
 		left = append(left, fmt.Sprintf("%d quota items", r.QuotaSkipped))
 	}
