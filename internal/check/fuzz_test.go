@@ -11,27 +11,9 @@ import (
 
 	"xfskit/internal/build"
 	"xfskit/internal/check"
+	"xfskit/internal/image"
 	"xfskit/internal/xfs"
 )
-
-// memDevice is an image held in memory, so each fuzz input starts fresh.
-type memDevice struct{ b []byte }
-
-func (m *memDevice) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off >= int64(len(m.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, m.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-func (m *memDevice) WriteAt(p []byte, off int64) (int, error) { return copy(m.b[off:], p), nil }
-func (m *memDevice) Sync() error                              { return nil }
-func (m *memDevice) Size() int64                              { return int64(len(m.b)) }
-func (m *memDevice) Close() error                             { return nil }
-func (m *memDevice) Name() string                             { return "fuzz.img" }
 
 // smallImage formats a tiny filesystem with xfskit's own mkfs (no root).
 func smallImage(t testing.TB) []byte {
@@ -74,7 +56,7 @@ func FuzzCheck(f *testing.F) {
 			}
 			muts = muts[5:]
 		}
-		fs, err := xfs.OpenDevice(&memDevice{img})
+		fs, err := xfs.OpenDevice(&image.Mem{B: img})
 		if err != nil {
 			return // unusable superblock: reported by Open, nothing more to do
 		}
@@ -94,7 +76,7 @@ func FuzzCheck(f *testing.F) {
 // The fuzz base image is clean, so findings on mutated copies come from
 // the mutations.
 func TestFuzzBaseIsClean(t *testing.T) {
-	fs, err := xfs.OpenDevice(&memDevice{smallImage(t)})
+	fs, err := xfs.OpenDevice(&image.Mem{B: smallImage(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +88,7 @@ func TestFuzzBaseIsClean(t *testing.T) {
 	b := smallImage(t)
 	sect := int(binary.BigEndian.Uint16(b[102:]))
 	b[sect+40] ^= 0x10 // AGF freeblks
-	fs, _ = xfs.OpenDevice(&memDevice{b})
+	fs, _ = xfs.OpenDevice(&image.Mem{B: b})
 	if r, _ := check.CheckFS(fs, check.Options{}); r.Clean() {
 		t.Fatalf("damaged AGF not reported")
 	}
@@ -126,7 +108,7 @@ func TestRandomDamage(t *testing.T) {
 				img[pos] = byte(rng.Intn(256))
 			}
 		}
-		fs, err := xfs.OpenDevice(&memDevice{img})
+		fs, err := xfs.OpenDevice(&image.Mem{B: img})
 		if err != nil {
 			found++
 			continue

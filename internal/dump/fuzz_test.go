@@ -14,29 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"xfskit/internal/build"
+	"xfskit/internal/image"
 	"xfskit/internal/stream"
 )
-
-// memImage is an image held in memory, so each fuzz input starts fresh.
-type memImage struct{ b []byte }
-
-func (m *memImage) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off >= int64(len(m.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, m.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-func (m *memImage) WriteAt(p []byte, off int64) (int, error) {
-	return 0, fmt.Errorf("dump wrote %d bytes at %d", len(p), off)
-}
-func (m *memImage) Sync() error  { return nil }
-func (m *memImage) Size() int64  { return int64(len(m.b)) }
-func (m *memImage) Close() error { return nil }
-func (m *memImage) Name() string { return "fuzz.img" }
 
 // populatedImage makes a small image with xfskit's own mkfs -p (no root)
 // from a tree with every directory and file form a few hundred entries
@@ -108,7 +88,7 @@ func FuzzDump(f *testing.F) {
 			muts = muts[5:]
 		}
 		var out bytes.Buffer
-		o := Options{Image: path, device: &memImage{img}, Dests: []string{"-"}, Stdout: &out,
+		o := Options{Image: path, device: &image.Mem{B: img, ReadOnly: true}, Dests: []string{"-"}, Stdout: &out,
 			Compression: "none", Inventory: filepath.Join(t.TempDir(), "inv.db")}
 		type result struct {
 			r   *Result
@@ -163,7 +143,7 @@ func FuzzDump(f *testing.F) {
 func TestFuzzBaseDumps(t *testing.T) {
 	path, b := populatedImage(t)
 	var out bytes.Buffer
-	r, err := Dump(t.Context(), Options{Image: path, device: &memImage{b}, Dests: []string{"-"}, Stdout: &out,
+	r, err := Dump(t.Context(), Options{Image: path, device: &image.Mem{B: b, ReadOnly: true}, Dests: []string{"-"}, Stdout: &out,
 		Inventory: filepath.Join(t.TempDir(), "inv.db")})
 	if err != nil || len(r.Problems) > 0 || r.Files < 300 {
 		t.Fatalf("dump of the fuzz base: %v, %d files, problems %q", err, r.Files, r.Problems)
