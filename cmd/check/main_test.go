@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"xfskit/internal/clitest"
+	"xfskit/internal/logtest"
 	"xfskit/internal/oracle"
 )
 
@@ -179,22 +180,7 @@ func crashed(t *testing.T, openUnlinked bool) (img string, oldIno string) {
 			t.Fatal(err)
 		}
 	}
-	var f *os.File
-	if openUnlinked {
-		var err error
-		if f, err = os.Create(filepath.Join(mnt, "open")); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Remove(f.Name()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	oracle.Run(t, "sync", "-f", mnt)
-	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
-	if f != nil {
-		f.Close() // after the shutdown: the inode stays on its unlinked list
-	}
-	oracle.Unmount(t, mnt)
+	logtest.Crash(t, mnt, openUnlinked)
 	return img, oldIno
 }
 

@@ -2,13 +2,12 @@ package check_test
 
 import (
 	"encoding/binary"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"xfskit/internal/check"
 	"xfskit/internal/image"
+	"xfskit/internal/logtest"
 	"xfskit/internal/oracle"
 	"xfskit/internal/replay"
 	"xfskit/internal/xfs"
@@ -48,21 +47,7 @@ func TestUnlinkedLists(t *testing.T) {
 	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools)
 	img := oracle.Mkfs(t, "300m")
 	mnt := oracle.Mount(t, img, false)
-	oracle.MustBeMounted(t, mnt)
-	f, err := os.Create(filepath.Join(mnt, "open"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write([]byte("data of a file deleted while open")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(f.Name()); err != nil {
-		t.Fatal(err)
-	}
-	oracle.Run(t, "sync", "-f", mnt)
-	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
-	f.Close() // after the shutdown: the inode stays on its unlinked list
-	oracle.Unmount(t, mnt)
+	logtest.Crash(t, mnt, true)
 	base, err := xfs.Open(img)
 	if err != nil {
 		t.Fatal(err)

@@ -44,13 +44,7 @@ func crashedImage(t *testing.T) string {
 	oracle.Run(t, "setfattr", "-n", "user.note", "-v", "in the log only", p("big"))
 	must(os.Rename(p("old"), p("renamed")))
 	must(os.Symlink("renamed", p("link")))
-	open, err := os.Create(p("open-then-deleted"))
-	must(err)
-	must(os.Remove(open.Name()))
-	oracle.Run(t, "sync", "-f", mnt) // in the log, not yet in place
-	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
-	open.Close() // after the shutdown: the inode stays on its unlinked list
-	oracle.Unmount(t, mnt)
+	logtest.Crash(t, mnt, true)
 	return img
 }
 

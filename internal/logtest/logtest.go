@@ -3,8 +3,10 @@ package logtest
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
+	"xfskit/internal/oracle"
 	"xfskit/internal/xfs"
 	"xfskit/internal/xlog"
 	"xfskit/ondisk"
@@ -56,4 +58,33 @@ func Flip(t testing.TB, img string, where func(*xlog.State) (blk uint32, off int
 		t.Fatal(err)
 	}
 	return st
+}
+
+// Crash leaves mnt's filesystem as a crash would: its changes forced to
+// the log (sync -f) but not written in place, then shut down and
+// unmounted. With openUnlinked, a file deleted while still open
+// ("open-then-deleted", holding a few bytes) is left on its AGI unlinked
+// list: it is closed only after the shutdown.
+func Crash(t testing.TB, mnt string, openUnlinked bool) {
+	t.Helper()
+	oracle.MustBeMounted(t, mnt)
+	var f *os.File
+	if openUnlinked {
+		var err error
+		if f, err = os.Create(filepath.Join(mnt, "open-then-deleted")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([]byte("gone")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(f.Name()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oracle.Run(t, "sync", "-f", mnt)
+	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
+	if f != nil {
+		f.Close()
+	}
+	oracle.Unmount(t, mnt)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"xfskit/internal/clitest"
+	"xfskit/internal/logtest"
 	"xfskit/internal/oracle"
 )
 
@@ -36,14 +37,7 @@ func TestCheckReplayCLI(t *testing.T) {
 	// Deleted while open: refused, still dirty.
 	img = oracle.Mkfs(t, "300m")
 	mnt = oracle.Mount(t, img, false)
-	f, err := os.Create(filepath.Join(mnt, "open"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(filepath.Join(mnt, "open"))
-	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
-	f.Close()
-	oracle.Unmount(t, mnt)
+	logtest.Crash(t, mnt, true)
 	if _, e, code := clitest.Run(bin, "--replay", img); code != 2 || !strings.Contains(e, "deleted while still open") {
 		t.Fatalf("--replay of a log needing the kernel: exit %d (want 2), stderr %q", code, e)
 	}

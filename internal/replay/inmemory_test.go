@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"xfskit/internal/imagetree"
+	"xfskit/internal/logtest"
 	"xfskit/internal/oracle"
 	"xfskit/internal/treecmp"
 	"xfskit/internal/xfs"
@@ -90,21 +91,7 @@ func TestInMemoryMatchesKernel(t *testing.T) {
 	workload(t, mnt, "a")
 	oracle.Run(t, "sync", "-f", mnt)
 	workload(t, mnt, "b")
-	oracle.MustBeMounted(t, mnt)
-	open, err := os.Create(filepath.Join(mnt, "open-then-deleted"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := open.Write([]byte("gone")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(open.Name()); err != nil {
-		t.Fatal(err)
-	}
-	oracle.Run(t, "sync", "-f", mnt)
-	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
-	open.Close() // after the shutdown: the inode stays on its unlinked list
-	oracle.Unmount(t, mnt)
+	logtest.Crash(t, mnt, true)
 	if st := dirty(t, img); st.Clean {
 		t.Fatalf("the crash left a clean log: %v", st)
 	}

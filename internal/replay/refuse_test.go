@@ -44,17 +44,7 @@ func TestRefuseOpenUnlinked(t *testing.T) {
 	oracle.Require(t, oracle.Root, oracle.Loop, oracle.Tools)
 	img := oracle.Mkfs(t, "300m")
 	mnt := oracle.Mount(t, img, false)
-	oracle.MustBeMounted(t, mnt)
-	f, err := os.Create(filepath.Join(mnt, "open"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(filepath.Join(mnt, "open")); err != nil {
-		t.Fatal(err)
-	}
-	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
-	f.Close() // after the shutdown, so the inode stays on its unlinked list
-	oracle.Unmount(t, mnt)
+	logtest.Crash(t, mnt, true)
 	refused(t, img, "deleted while still open", ErrUnsupported)
 }
 
