@@ -33,19 +33,32 @@ func (f DirForm) String() string {
 }
 
 func (p *Packer) checkEntries(in *Inode) error {
-	seen := make(map[string]struct{}, len(in.Entries))
+	// Entries in strictly ascending byte order (as mkfs -p gives them)
+	// cannot repeat a name, so the set of names is only built for others
+	// and for case-insensitive directories.
+	ci := ondisk.IsASCIICI(p.sb)
+	ascending := !ci
+	for i := 1; ascending && i < len(in.Entries); i++ {
+		ascending = bytes.Compare(in.Entries[i-1].Name, in.Entries[i].Name) < 0
+	}
+	var seen map[string]struct{}
+	if !ascending {
+		seen = make(map[string]struct{}, len(in.Entries))
+	}
 	for i, e := range in.Entries {
 		if !ondisk.DirNameValid(e.Name) || bytes.Equal(e.Name, []byte(".")) || bytes.Equal(e.Name, []byte("..")) {
 			return fmt.Errorf("%s: directory entry %d: invalid name %q", where(in.Ino), i, e.Name)
 		}
-		key := string(e.Name)
-		if ondisk.IsASCIICI(p.sb) {
-			key = string(foldASCIICI(e.Name))
+		if seen != nil {
+			key := string(e.Name)
+			if ci {
+				key = string(foldASCIICI(e.Name))
+			}
+			if _, dup := seen[key]; dup {
+				return fmt.Errorf("%s: duplicate directory entry %q", where(in.Ino), e.Name)
+			}
+			seen[key] = struct{}{}
 		}
-		if _, dup := seen[key]; dup {
-			return fmt.Errorf("%s: duplicate directory entry %q", where(in.Ino), e.Name)
-		}
-		seen[key] = struct{}{}
 		if !p.sb.ValidIno(e.Ino) {
 			return fmt.Errorf("%s: directory entry %q names invalid inode %d", where(in.Ino), e.Name, e.Ino)
 		}
