@@ -655,7 +655,9 @@ func (r *replayer) icreate(tx *xlog.Transaction, it *xlog.Item) error {
 	switch {
 	case c.AG >= sb.AGCount || uint64(c.AGBno)+uint64(c.Length) > uint64(sb.AGBlocks) || c.Length == 0:
 		return ondisk.Corrupt("icreate log item", where, "", "chunk of %d blocks outside the AG", c.Length)
-	case c.ISize != uint32(sb.InodeSize) || c.Count == 0 || c.Count > 64 ||
+	// A chunk is 64 inodes, or a whole block when one holds more (64 KiB
+	// blocks): the kernel allocates, and logs, at least one block.
+	case c.ISize != uint32(sb.InodeSize) || c.Count == 0 || c.Count > max(ondisk.InodesPerChunk, uint32(sb.InoPBlock)) ||
 		uint64(c.Count)*uint64(c.ISize) != uint64(c.Length)<<sb.BlockLog:
 		return ondisk.Corrupt("icreate log item", where, "", "%d inodes of %d bytes in %d blocks do not match the filesystem", c.Count, c.ISize, c.Length)
 	}
