@@ -41,12 +41,16 @@ in TARGET.xfskit-undo first, so a crash leaves the filesystem as it was or
 fully grown (the next xfskit run on TARGET rolls an interrupted grow back,
 also cutting an extended file back). --atomic=no writes in place.
 
-Refused: a mounted filesystem, one with a dirty log (replay it with
-'xfskit-check --replay', or mount and unmount it once), damaged superblocks or free space trees, filesystems
+A dirty log (not cleanly unmounted) is replayed first, as mounting would,
+in the same atomic edit (-n: in memory).
+
+Refused: a mounted filesystem, a dirty log that cannot be replayed offline
+(mount and unmount it once), damaged superblocks or free space trees, filesystems
 with an external log or realtime section, and log or realtime changes
 (-l, -L, -r, -R, -e, -i, -x).
 
-Exit status: 0 success, 1 error or refusal, 2 dirty log, 3 usage.`
+Exit status: 0 success, 1 error or refusal, 2 dirty log that cannot be
+replayed offline, 3 usage.`
 
 func main() {
 	var (

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"xfskit/internal/clitest"
+	"xfskit/internal/logtest"
 	"xfskit/internal/oracle"
 )
 
@@ -87,9 +88,20 @@ func TestCommandLine(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("data"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	oracle.Run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
-	oracle.Unmount(t, mnt)
-	if _, e, code := clitest.Run(bin, "--size", "300m", img); code != 2 || !strings.Contains(e, "dirty") {
-		t.Errorf("dirty log: exit %d (want 2), stderr %q", code, e)
+	// A dirty log is replayed first; one replay cannot finish (a file
+	// deleted while open) is refused with exit 2.
+	logtest.Crash(t, mnt, true)
+	if _, e, code := clitest.Run(bin, "--size", "300m", img); code != 2 || !strings.Contains(e, "dirty") || !strings.Contains(e, "mount") {
+		t.Errorf("dirty log replay cannot finish: exit %d (want 2), stderr %q", code, e)
 	}
+	oracle.Unmount(t, oracle.Mount(t, img, false)) // the kernel frees the file
+	mnt = oracle.Mount(t, img, false)
+	if err := os.WriteFile(filepath.Join(mnt, "g"), []byte("more"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logtest.Crash(t, mnt, false)
+	if _, e, code := clitest.Run(bin, "--size", "300m", img); code != 0 || !strings.Contains(e, "replayed first") {
+		t.Errorf("dirty log: exit %d (want 0), stderr %q", code, e)
+	}
+	oracle.RequireRepairClean(t, img)
 }

@@ -14,6 +14,7 @@ import (
 
 	"xfskit/internal/build"
 	"xfskit/internal/image"
+	"xfskit/internal/replay"
 	"xfskit/internal/xfs"
 	"xfskit/internal/xlog"
 	"xfskit/ondisk"
@@ -22,7 +23,7 @@ import (
 // Refusals, wrapped by the errors Run and Grow return; the front end maps
 // ErrDirtyLog to exit status 2.
 var (
-	ErrDirtyLog    = errors.New("the log is dirty: replay it with 'xfskit-check --replay' (or mount and unmount the filesystem once), then grow again")
+	ErrDirtyLog    = errors.New("the log is dirty and cannot be replayed offline: mount and unmount the filesystem once, then grow again")
 	ErrShrink      = errors.New("shrinking is not supported")
 	ErrUnsupported = errors.New("not supported")
 	ErrMounted     = errors.New("the filesystem is mounted: use xfs_growfs on the mount point, or unmount it first")
@@ -90,6 +91,8 @@ type Result struct {
 
 	// Geometry is the filesystem before growing, for the report.
 	Geometry *build.Geometry `json:"-"`
+	// LogReplay is set when a dirty log was replayed before growing.
+	LogReplay *replay.Result `json:"log_replay,omitempty"`
 }
 
 // Run grows the filesystem in the image file or block device at path.
@@ -125,7 +128,7 @@ func Run(path string, o Options) (*Result, error) {
 	if o.Stop != nil && !o.DryRun {
 		dev = stoppable{dev, o.Stop}
 	}
-	res, err := Grow(dev, o)
+	res, err := growRecovered(dev, o)
 	if err == nil && !o.DryRun {
 		if err = stopped(o.Stop); err == nil {
 			err = dev.Commit()
@@ -149,6 +152,42 @@ func Run(path string, o Options) (*Result, error) {
 		return nil, err
 	}
 	return res, dev.Close()
+}
+
+// growRecovered grows the filesystem on dev, first replaying a dirty log
+// as mounting it would (xfs_growfs needs a mount): into dev, so that the
+// replay and the growth are one edit of the undo journal, or for a dry run
+// in memory. Logs replay cannot finish are refused with ErrDirtyLog.
+func growRecovered(dev image.TxDevice, o Options) (*Result, error) {
+	fs, err := xfs.OpenDevice(dev)
+	if err != nil {
+		return Grow(dev, o) // Grow reports it
+	}
+	st, err := xlog.Find(fs)
+	if err != nil || st.Clean {
+		return Grow(dev, o)
+	}
+	var g image.Device = dev
+	var rr *replay.Result
+	if o.DryRun {
+		g, rr, err = replay.InMemory(dev)
+	} else {
+		rr, err = replay.Replay(dev)
+	}
+	var ce *ondisk.CorruptError
+	switch {
+	case errors.Is(err, replay.ErrUnsupported) || errors.As(err, &ce):
+		return nil, fmt.Errorf("%s: %w (%v)", dev.Name(), ErrDirtyLog, err)
+	case err != nil:
+		return nil, err // I/O, or interrupted (Run rolls back)
+	}
+	res, err := Grow(g, o)
+	if err != nil {
+		return nil, err
+	}
+	res.LogReplay = rr
+	res.Notes = append([]string{fmt.Sprintf("the log was dirty: %d transactions replayed first, as mounting would", rr.Transactions)}, res.Notes...)
+	return res, nil
 }
 
 // stoppable fails every write once stop is closed, so that an interrupted
