@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -42,7 +41,7 @@ IMAGE.xfskit-undo: run that command again, which rolls the edit back first).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The checker keeps metadata, not data: trading some memory for
 			// fewer collections is worth a good share of the run time.
-			debug.SetGCPercent(400)
+			cli.TradeMemory(400)
 			if doPrintLog {
 				if doReplay {
 					return cli.Usagef("--print-log and --replay do not go together")
