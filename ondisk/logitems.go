@@ -68,6 +68,40 @@ func LogItemID(p []byte, bo binary.ByteOrder) (uint64, error) {
 	return bo.Uint64(p[8:]), nil
 }
 
+// FreeExtent is one extent of an extent-free intent (EFI): Len blocks
+// from filesystem block Start.
+type FreeExtent struct {
+	Start uint64
+	Len   uint32
+}
+
+// DecodeEFI decodes an EFI item's format region: a count at 4, the id at 8
+// and the extents from 16, each a 64-bit start and a 32-bit length, padded
+// to 16 bytes (64-bit kernels) or packed in 12 (32-bit ones), told apart
+// by the region's length as the kernel does.
+func DecodeEFI(p []byte, bo binary.ByteOrder) (uint64, []FreeExtent, error) {
+	const s = "EFI log item"
+	if len(p) < 16 {
+		return 0, nil, shortErr(s, len(p), 16)
+	}
+	n := int(bo.Uint32(p[4:]))
+	var size int
+	switch {
+	case n > 0 && len(p) == 16+16*n:
+		size = 16
+	case n > 0 && len(p) == 16+12*n:
+		size = 12
+	default:
+		return 0, nil, Corrupt(s, "", "efi_nextents", "%d extents in a %d-byte region", n, len(p))
+	}
+	exts := make([]FreeExtent, n)
+	for i := range exts {
+		e := p[16+i*size:]
+		exts[i] = FreeExtent{Start: bo.Uint64(e), Len: bo.Uint32(e[8:])}
+	}
+	return bo.Uint64(p[8:]), exts, nil
+}
+
 // Buffer log item flags and geometry (xfs_buf_log_format).
 const (
 	BufLogChunk      = 128 // bytes per data map bit

@@ -27,6 +27,11 @@ type Options struct {
 	// kernel to free. The lists must be well formed: allocated inodes with
 	// no links, each in its bucket, no loops; their members need no name.
 	UnlinkedLists bool
+	// PendingFree are the extents of unfinished extent-free intents a log
+	// replayed in memory leaves for the kernel: unmapped from their file,
+	// not yet free. They are accepted as in use (on filesystems without a
+	// reverse-mapping B-tree, whose own pending updates are not modelled).
+	PendingFree []ondisk.FreeExtent
 }
 
 // ErrNotXFS is returned when the primary superblock is unusable: nothing

@@ -20,12 +20,13 @@ const (
 	ownRefcbt
 	ownInodes // inode chunks
 	ownLog
-	ownData // file or directory data fork extent
-	ownAttr // attribute fork extent
-	ownBmbt // extent map B-tree block
+	ownData        // file or directory data fork extent
+	ownAttr        // attribute fork extent
+	ownBmbt        // extent map B-tree block
+	ownPendingFree // an unfinished extent-free intent's (Options.PendingFree)
 )
 
-var ownerNames = [...]string{"free space", "AG headers", "AGFL", "bnobt", "cntbt", "inobt", "finobt", "rmapbt", "refcountbt", "inode chunk", "log", "data", "attr fork", "bmbt"}
+var ownerNames = [...]string{"free space", "AG headers", "AGFL", "bnobt", "cntbt", "inobt", "finobt", "rmapbt", "refcountbt", "inode chunk", "log", "data", "attr fork", "bmbt", "pending free"}
 
 func (k ownerKind) String() string {
 	if int(k) < len(ownerNames) {

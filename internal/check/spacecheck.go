@@ -4,6 +4,14 @@ package check
 // (shared data extents aside, when reflink is on), and shared extents must
 // match the refcount B-tree.
 func (c *checker) checkSpace() error {
+	for _, e := range c.opts.PendingFree {
+		agno, agbno := c.sb.FSBToAG(e.Start)
+		if agno >= c.sb.AGCount || uint64(agbno)+uint64(e.Len) > uint64(c.sb.AGLength(agno)) || e.Len == 0 {
+			c.r.agf(0, "log", -1, "unfinished extent-free intent for blocks %d+%d outside the filesystem", e.Start, e.Len)
+			continue
+		}
+		c.space[agno].add(use{start: agbno, length: e.Len, kind: ownPendingFree})
+	}
 	for agno := uint32(0); agno < c.sb.AGCount; agno++ {
 		if c.sb.HasRmapbt() && c.ags[agno].agf != nil {
 			c.compareRmaps(agno)

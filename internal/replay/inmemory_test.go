@@ -25,6 +25,12 @@ func intentTx(types ...uint16) *xlog.Transaction {
 	tx := &xlog.Transaction{LSN: ondisk.MakeLSN(1, 2), Order: binary.LittleEndian}
 	for i, t := range types {
 		p := make([]byte, 16)
+		if t == ondisk.LogItemEFI { // one extent: blocks 1000+i, 8 of them
+			p = make([]byte, 32)
+			binary.LittleEndian.PutUint32(p[4:], 1)
+			binary.LittleEndian.PutUint64(p[16:], uint64(1000+i))
+			binary.LittleEndian.PutUint32(p[24:], 8)
+		}
 		binary.LittleEndian.PutUint16(p, t)
 		binary.LittleEndian.PutUint64(p[8:], uint64(100+i))
 		tx.Items = append(tx.Items, &xlog.Item{Type: t, Regions: [][]byte{p}})
@@ -49,6 +55,7 @@ func TestInMemoryIntentPolicy(t *testing.T) {
 	}{
 		{"efi-rui-cui in memory", intentTx(ondisk.LogItemEFI, ondisk.LogItemEFI, ondisk.LogItemRUI, ondisk.LogItemCUI), true, "", []string{"1 CUI", "1 RUI", "2 EFI"}},
 		{"efi replayed in place", intentTx(ondisk.LogItemEFI), false, "unfinished intents (1 EFI)", nil},
+		{"efi only in memory", intentTx(ondisk.LogItemEFI, ondisk.LogItemEFI), true, "", []string{"2 EFI"}},
 		{"bui in memory", intentTx(ondisk.LogItemEFI, ondisk.LogItemBUI), true, "would still change files (1 BUI)", nil},
 		{"attri in memory", intentTx(ondisk.LogItemATTRI), true, "would still change files (1 ATTRI)", nil},
 		{"xmi in memory", intentTx(ondisk.LogItemXMI), true, "would still change files (1 XMI)", nil},
@@ -75,6 +82,15 @@ func TestInMemoryIntentPolicy(t *testing.T) {
 			}
 			if tc.name == "quota in memory" && r.res.QuotaSkipped != 1 {
 				t.Errorf("quota items skipped: %d", r.res.QuotaSkipped)
+			}
+			if tc.name == "efi-rui-cui in memory" {
+				want := []ondisk.FreeExtent{{Start: 1000, Len: 8}, {Start: 1001, Len: 8}}
+				if !slices.Equal(r.res.PendingFree, want) || r.res.OnlyFrees {
+					t.Errorf("pending free %v (want %v), only frees %v", r.res.PendingFree, want, r.res.OnlyFrees)
+				}
+			}
+			if tc.name == "efi only in memory" && (!r.res.OnlyFrees || len(r.res.PendingFree) != 2) {
+				t.Errorf("EFIs alone: only frees %v, pending %v", r.res.OnlyFrees, r.res.PendingFree)
 			}
 		})
 	}

@@ -10,6 +10,7 @@
 package replay
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -58,6 +59,11 @@ type Result struct {
 	InMemory     bool     `json:"in_memory,omitempty"`
 	Unfinished   []string `json:"unfinished_intents,omitempty"`
 	QuotaSkipped int      `json:"quota_items_skipped,omitempty"`
+	// PendingFree lists the extents of unfinished EFIs (InMemory): still
+	// allocated, owned by no file. OnlyFrees: EFIs are the only unfinished
+	// intents.
+	PendingFree []ondisk.FreeExtent `json:"pending_free,omitempty"`
+	OnlyFrees   bool                `json:"-"`
 	// The superblock's lazy counters were recomputed from the AG headers.
 	CountersChanged bool   `json:"counters_changed"`
 	OldICount       uint64 `json:"old_icount"`
@@ -235,6 +241,11 @@ type replayer struct {
 // records, as recovery's first pass does.
 func (r *replayer) pass1(txs []*xlog.Transaction) error {
 	pending := map[uint16]map[uint64]bool{}
+	type region struct {
+		p  []byte
+		bo binary.ByteOrder
+	}
+	efis := map[uint64]region{} // EFI format regions by id
 	for _, tx := range txs {
 		bo := tx.Order
 		for _, it := range tx.Items {
@@ -281,6 +292,9 @@ func (r *replayer) pass1(txs []*xlog.Transaction) error {
 					}
 					pending[it.Type][id] = true
 					r.res.Intents++
+					if it.Type == ondisk.LogItemEFI {
+						efis[id] = region{p, bo}
+					}
 				} else if in, ok := ondisk.IntentOf[it.Type]; ok {
 					delete(pending[in], id)
 				} else {
@@ -288,6 +302,16 @@ func (r *replayer) pass1(txs []*xlog.Transaction) error {
 				}
 			}
 		}
+	}
+	if ids := pending[ondisk.LogItemEFI]; len(ids) > 0 && r.inMemory {
+		for id := range ids {
+			_, exts, err := ondisk.DecodeEFI(efis[id].p, efis[id].bo)
+			if err != nil {
+				return fmt.Errorf("EFI %#x: %w", id, err)
+			}
+			r.res.PendingFree = append(r.res.PendingFree, exts...)
+		}
+		slices.SortFunc(r.res.PendingFree, func(a, b ondisk.FreeExtent) int { return cmp.Compare(a.Start, b.Start) })
 	}
 	var left, allowed []string
 	for t, ids := range pending {
@@ -303,6 +327,7 @@ func (r *replayer) pass1(txs []*xlog.Transaction) error {
 	}
 	sort.Strings(allowed)
 	r.res.Unfinished = allowed
+	r.res.OnlyFrees = len(allowed) == 1 && len(pending[ondisk.LogItemEFI]) > 0
 	if len(left) > 0 {
 		sort.Strings(left)
 		if r.inMemory {
