@@ -31,17 +31,7 @@ func TestBadPrimaryFeatureBitsRefused(t *testing.T) {
 		{"features2 without crc", func(s *ondisk.Superblock) { s.Features2 &^= ondisk.SBF2CRC; s.BadFeatures2 = s.Features2 }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dev := newMemDev(base)
-			buf := make([]byte, sb.SectSize)
-			dev.ReadAt(buf, 0)
-			bad, err := ondisk.DecodeSuperblock(buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.set(bad)
-			bad.Encode(buf)
-			ondisk.SetCRC(buf, ondisk.SBCRCOff)
-			dev.WriteAt(buf, 0)
+			dev, bad := damagedPrimary(t, base, sb, c.set)
 			written := len(dev.over)
 			if _, err := Grow(dev, opts); err == nil {
 				t.Fatalf("grown (versionnum 0x%04x, features2 0x%x)", bad.VersionNum, bad.Features2)
@@ -138,17 +128,7 @@ func TestBadPrimaryFieldsRefused(t *testing.T) {
 		{"realtime fields", func(s *ondisk.Superblock) { s.RExtSLog = 3 }},
 		{"realtime extent size", func(s *ondisk.Superblock) { s.RExtSize = 2000000 }},
 	} {
-		dev := newMemDev(base)
-		buf := make([]byte, sb.SectSize)
-		dev.ReadAt(buf, 0)
-		bad, err := ondisk.DecodeSuperblock(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.set(bad)
-		bad.Encode(buf)
-		ondisk.SetCRC(buf, ondisk.SBCRCOff)
-		dev.WriteAt(buf, 0)
+		dev, _ := damagedPrimary(t, base, sb, c.set)
 		written := len(dev.over)
 		if _, err := Grow(dev, opts); err == nil || !strings.Contains(err.Error(), c.name) {
 			t.Errorf("%s: %v", c.name, err)
@@ -157,4 +137,22 @@ func TestBadPrimaryFieldsRefused(t *testing.T) {
 			t.Errorf("%s: refused, but %d sectors written, size %d", c.name, len(dev.over)-written, dev.size)
 		}
 	}
+}
+
+// damagedPrimary returns base in memory with its primary superblock
+// changed by set (the CRC made valid again), and that superblock.
+func damagedPrimary(t *testing.T, base []byte, sb *ondisk.Superblock, set func(*ondisk.Superblock)) (*memDev, *ondisk.Superblock) {
+	t.Helper()
+	dev := newMemDev(base)
+	buf := make([]byte, sb.SectSize)
+	dev.ReadAt(buf, 0)
+	bad, err := ondisk.DecodeSuperblock(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set(bad)
+	bad.Encode(buf)
+	ondisk.SetCRC(buf, ondisk.SBCRCOff)
+	dev.WriteAt(buf, 0)
+	return dev, bad
 }
