@@ -8,7 +8,8 @@ scripts/deps.sh
 go vet ./...
 go build -o bin/ ./cmd/...
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+fuzzlog=$(mktemp) # per run: two runs at once must not share it
+trap 'rm -f "$log" "$fuzzlog"' EXIT
 status=0
 go test -timeout 25m -count=1 ./... 2>&1 | tee "$log" || status=$?
 passed=$(grep -c '^ok ' "$log" || true)
@@ -21,14 +22,14 @@ for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for fz in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
     echo "fuzz $pkg $fz ($fuzztime)"
-    if ! go test -run "^$" -fuzz "^${fz}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg" >/tmp/xfskit-fuzz.log 2>&1; then
+    if ! go test -run "^$" -fuzz "^${fz}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg" >"$fuzzlog" 2>&1; then
       # Go's fuzzer can report "context deadline exceeded" when -fuzztime
       # ends mid-minimisation; a real failure always writes its input.
-      if grep -q "context deadline exceeded" /tmp/xfskit-fuzz.log && ! grep -q "Failing input written" /tmp/xfskit-fuzz.log; then
+      if grep -q "context deadline exceeded" "$fuzzlog" && ! grep -q "Failing input written" "$fuzzlog"; then
         echo "fuzz $fz: stopped at the deadline while minimising (not a failure)"
         continue
       fi
-      cat /tmp/xfskit-fuzz.log
+      cat "$fuzzlog"
       exit 1
     fi
   done
