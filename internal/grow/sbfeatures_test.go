@@ -15,13 +15,7 @@ import (
 // it into every secondary superblock, after which xfs_repair found no
 // valid superblock anywhere and gave up.
 func TestBadPrimaryFeatureBitsRefused(t *testing.T) {
-	img := mkfs(t, 64<<20)
-	base, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb := superblock(t, img)
-	opts := Options{Data: true, ExtendTo: int64(sb.DBlocks+2*uint64(sb.AGBlocks)) * int64(sb.BlockSize), IMaxPct: -1}
+	base, sb, opts := primaryDamageBase(t)
 	for _, c := range []struct {
 		name string
 		set  func(*ondisk.Superblock)
@@ -111,13 +105,7 @@ func TestPrimaryContradictedBySecondaries(t *testing.T) {
 // used to copy them into every secondary superblock, leaving xfs_repair
 // no valid one).
 func TestBadPrimaryFieldsRefused(t *testing.T) {
-	img := mkfs(t, 64<<20)
-	base, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb := superblock(t, img)
-	opts := Options{Data: true, ExtendTo: int64(sb.DBlocks+2*uint64(sb.AGBlocks)) * int64(sb.BlockSize), IMaxPct: -1}
+	base, sb, opts := primaryDamageBase(t)
 	for _, c := range []struct {
 		name string
 		set  func(*ondisk.Superblock)
@@ -155,4 +143,17 @@ func damagedPrimary(t *testing.T, base []byte, sb *ondisk.Superblock, set func(*
 	ondisk.SetCRC(buf, ondisk.SBCRCOff)
 	dev.WriteAt(buf, 0)
 	return dev, bad
+}
+
+// primaryDamageBase makes the image the superblock-damage tables start
+// from, in memory, with its superblock and options growing it by two AGs.
+func primaryDamageBase(t *testing.T) ([]byte, *ondisk.Superblock, Options) {
+	t.Helper()
+	img := mkfs(t, 64<<20)
+	base, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := superblock(t, img)
+	return base, sb, Options{Data: true, ExtendTo: int64(sb.DBlocks+2*uint64(sb.AGBlocks)) * int64(sb.BlockSize), IMaxPct: -1}
 }
