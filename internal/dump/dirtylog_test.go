@@ -110,18 +110,33 @@ func TestDirtyLogResume(t *testing.T) {
 	before := oracle.FileHash(t, img)
 	ref := dumpT(t, Options{Image: img, Dests: dests(t, 1), Inventory: filepath.Join(t.TempDir(), "inv.db"), ChunkSize: 64 << 10})
 	want := readStreams(t, mediaOf(ref)).signature()
-	dir := t.TempDir()
-	spec := childSpec{Image: img, Dests: []string{filepath.Join(dir, "s0")}, Inventory: filepath.Join(dir, "inv.db"),
-		ChunkSize: 64 << 10, Delay: time.Millisecond}
-	cmd, done := startChild(t, spec)
-	waitForData(t, spec.Dests[0])
-	cmd.Process.Kill()
-	if err := <-done; err == nil {
-		t.Fatal("the dump finished before it was killed")
+	// 5 ms before each file: the dump takes several seconds, and the kill
+	// lands after its session began (the stream itself is written in 4 MiB
+	// blocks, so its first data comes only at the end).
+	var r *Result
+	for _, wait := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		dir := t.TempDir()
+		spec := childSpec{Image: img, Dests: []string{filepath.Join(dir, "s0")}, Inventory: filepath.Join(dir, "inv.db"),
+			ChunkSize: 64 << 10, Delay: 5 * time.Millisecond}
+		cmd, done := startChild(t, spec)
+		time.Sleep(wait)
+		cmd.Process.Kill()
+		if err := <-done; err == nil {
+			t.Fatal("the dump finished before it was killed")
+		}
+		var err error
+		r, err = Dump(context.Background(), Options{Image: img, Resume: true, Inventory: spec.Inventory})
+		if errors.Is(err, ErrNothingToResume) && !sessionBegun(t, spec.Inventory) {
+			t.Logf("killed after %v, before the session began: again", wait)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		break
 	}
-	r, err := Dump(context.Background(), Options{Image: img, Resume: true, Inventory: spec.Inventory})
-	if err != nil {
-		t.Fatal(err)
+	if r == nil {
+		t.Fatal("no kill landed inside the session")
 	}
 	if !r.Resumed || r.LogReplay == nil {
 		t.Fatalf("resumed %v, log replay %+v", r.Resumed, r.LogReplay)
